@@ -1,0 +1,66 @@
+"""Fixtures shared by every test package: the machine's PostgreSQL, fresh databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """The server's admin URL; skips locally, fails in CI, when PostgreSQL is unreachable."""
+    try:
+        psycopg2.connect(ADMIN_URL, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        message = f"PostgreSQL at {ADMIN_URL} is unreachable: {exc}".strip()
+        if IN_CI:
+            pytest.fail(message + " (CI=true: Postgres tests must run)")
+        pytest.skip(message)
+    return ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty databases (URL returned); all are dropped at session end."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"ms_test_{uuid.uuid4().hex[:12]}"
+        conn = psycopg2.connect(postgres_admin_url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.close()
+        created.append(name)
+        return _with_database(postgres_admin_url, name)
+
+    yield make
+
+    conn = psycopg2.connect(postgres_admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in created:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    conn.close()
+
+
+@pytest.fixture
+def database(make_database: Callable[[], str]) -> str:
+    """One fresh database for this test."""
+    return make_database()

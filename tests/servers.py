@@ -1,0 +1,121 @@
+"""Start and stop real server processes for tests: free ports, process groups, readiness."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def python_env(extra: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()) -> dict[str, str]:
+    """The test process's environment plus `extra`, minus `drop`, for a project subprocess."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Server:
+    """A subprocess in its own process group, its output captured to a log file."""
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path) -> None:
+        self.args = list(args)
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.args,
+            env=dict(env),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
+        """Wait until GET `url` answers `status`; fail with the server's log if it dies or stalls."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.args[:3]} exited {self.proc.returncode} before {url} was up:\n"
+                    + self.output()[-4000:]
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == status:
+                        return
+                    last = resp.status
+            except urllib.error.HTTPError as exc:
+                last = exc.code
+                if exc.code == status:
+                    return
+            except OSError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} not answering {status} after {timeout}s (last: {last}):\n"
+                           + self.output()[-4000:])
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the whole process group, SIGKILL it if it lingers; returns the exit code."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        # Children that outlived the leader (mlflow server's workers) share its group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running(
+    args: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path = ROOT
+) -> Iterator[Server]:
+    server = Server(args, env, log, cwd)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_cli(
+    module: str, *args: str, env: Mapping[str, str], cwd: Path = ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m module args...` to completion, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
