@@ -1,0 +1,5 @@
+"""`python -m trainer <command>`."""
+
+from trainer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""The thin MLflow shell: tracking store, experiment, run, logging, registry, loading."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.pyfunc import PyFuncModel
+
+from trainer import model
+from trainer.data import Dataset
+from trainer.errors import TrainerError, first_line, redact
+
+logger = logging.getLogger(__name__)
+
+# The embedded default store, relative to the working directory; the serving app uses the same.
+EMBEDDED_DIR = Path(".mlflow")
+# MLflow retries an unreachable server for minutes by default; fail fast unless told otherwise.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+def default_tracking_uri() -> str:
+    """sqlite:///<cwd>/.mlflow/mlflow.db, the store used when MLFLOW_TRACKING_URI is unset."""
+    return f"sqlite:///{Path.cwd() / EMBEDDED_DIR / 'mlflow.db'}"
+
+
+def embedded_artifact_location() -> str:
+    """file:// URI of <cwd>/.mlflow/artifacts, for experiments created on the embedded store."""
+    return (Path.cwd() / EMBEDDED_DIR / "artifacts").as_uri()
+
+
+@dataclass(frozen=True)
+class Target:
+    """The tracking store in use; `embedded` when it is the default SQLite file."""
+
+    uri: str
+    embedded: bool
+
+
+def configure() -> Target:
+    """Point MLflow at MLFLOW_TRACKING_URI, or at the embedded store (creating its folder)."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri:
+        mlflow.set_tracking_uri(uri)
+        return Target(uri, embedded=False)
+    (Path.cwd() / EMBEDDED_DIR).mkdir(parents=True, exist_ok=True)
+    uri = default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return Target(uri, embedded=True)
+
+
+@contextlib.contextmanager
+def translated_errors(target: Target) -> Iterator[None]:
+    """Turn MLflow's (and its stores') exceptions into one-line TrainerErrors."""
+    try:
+        yield
+    except MlflowException as exc:
+        text = str(exc.message).strip()
+        if text.startswith("API request to") and "failed with exception" in text:
+            raise TrainerError(
+                f"cannot reach the MLflow tracking server at {redact(target.uri)}"
+            ) from None
+        raise TrainerError(f"MLflow: {first_line(text)}") from None
+    except OSError as exc:
+        raise TrainerError(f"MLflow storage: {first_line(str(exc))}") from None
+
+
+@dataclass
+class TrainingJob:
+    """Everything train needs besides the data loader."""
+
+    experiment: str
+    model_name: str
+    hyper: model.HyperParams
+    train_size: float
+    random_state: int
+    data_params: Mapping[str, str | int]
+    data_out: Path
+    registered_name: str | None = None
+    alias: str | None = None
+
+
+@dataclass
+class TrainResult:
+    run_id: str | None
+    experiment_id: str | None
+    model_name: str
+    model_uri: str | None
+    registered_name: str | None
+    version: str | None
+    alias: str | None
+    registered_model_uri: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_alias(name: str, alias: str) -> ModelVersion | None:
+    """The version `name@alias` points at, or None if the model or the alias does not exist."""
+    client = mlflow.MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    version = registered.aliases.get(alias)
+    return None if version is None else client.get_model_version(name, str(version))
+
+
+def existing(job: TrainingJob) -> TrainResult | None:
+    """What `models:/<name>@<alias>` already resolves to, as a skipped result, if anything."""
+    assert job.registered_name and job.alias
+    version = find_alias(job.registered_name, job.alias)
+    if version is None:
+        return None
+    metrics: dict[str, float] = {}
+    experiment_id = None
+    if version.run_id:
+        run = mlflow.MlflowClient().get_run(version.run_id)
+        metrics = {k: v for k, v in run.data.metrics.items() if k in ("train_acc", "valid_acc")}
+        experiment_id = run.info.experiment_id
+    return TrainResult(
+        run_id=version.run_id,
+        experiment_id=experiment_id,
+        model_name=job.model_name,
+        model_uri=f"runs:/{version.run_id}/{job.model_name}" if version.run_id else None,
+        registered_name=job.registered_name,
+        version=str(version.version),
+        alias=job.alias,
+        registered_model_uri=f"models:/{job.registered_name}@{job.alias}",
+        metrics=metrics,
+        skipped=True,
+    )
+
+
+def ensure_experiment(name: str, target: Target) -> str:
+    """The experiment's id, created if missing (under .mlflow/artifacts on the embedded store)."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise TrainerError(f"experiment {name!r} is deleted: restore it or use another name")
+        return str(experiment.experiment_id)
+    location = embedded_artifact_location() if target.embedded else None
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> TrainResult:
+    """Log one training run; the data is loaded inside it so that any failure marks it FAILED.
+
+    The model is registered (and aliased) only after the run finished successfully.
+    """
+    experiment_id = ensure_experiment(job.experiment, target)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        run_id = run.info.run_id
+        logger.info("run %s started in experiment %s", run_id, experiment_id)
+        mlflow.log_params(
+            {
+                **job.hyper.as_params(),
+                **job.data_params,
+                "train_size": job.train_size,
+                "random_state": job.random_state,
+            }
+        )
+        data = load()
+        try:
+            data.frame().to_csv(job.data_out, index=False)
+        except OSError as exc:
+            raise TrainerError(f"cannot write {job.data_out}: {exc.strerror or exc}") from None
+        pipeline, parts, scores = model.train(
+            data, job.hyper, train_size=job.train_size, random_state=job.random_state
+        )
+        mlflow.log_params({"n_train": len(parts.y_train), "n_valid": len(parts.y_valid)})
+        mlflow.log_metrics(scores.as_metrics())
+        signature = infer_signature(parts.x_train, pipeline.predict(parts.x_train))
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=job.model_name,
+            signature=signature,
+            input_example=parts.x_train.head(10),
+        )
+    result = TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_name=job.model_name,
+        model_uri=f"runs:/{run_id}/{job.model_name}",
+        registered_name=None,
+        version=None,
+        alias=None,
+        registered_model_uri=None,
+        metrics=scores.as_metrics(),
+    )
+    if job.registered_name:
+        version = mlflow.register_model(info.model_uri, job.registered_name)
+        result.registered_name = job.registered_name
+        result.version = str(version.version)
+        if job.alias:
+            mlflow.MlflowClient().set_registered_model_alias(
+                job.registered_name, job.alias, str(version.version)
+            )
+            result.alias = job.alias
+            result.registered_model_uri = f"models:/{job.registered_name}@{job.alias}"
+    return result
+
+
+def load_model(uri: str) -> PyFuncModel:
+    """A logged or registered model by URI (runs:/..., models:/...)."""
+    return mlflow.pyfunc.load_model(uri)
