@@ -1,0 +1,158 @@
+"""The service's one error shape, and the exceptions that carry their HTTP status.
+
+Every error the service returns, validation errors included, is
+`{"error": {"status": int, "code": str, "message": str, "details": [...]}}`. Messages name what
+was wrong and where; they never contain the client's values or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A failure the client should hear about, with its HTTP status and a stable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        *,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        if status is not None:
+            self.status = status
+
+
+class InvalidInput(ServiceError):
+    """The request body does not fit the model's input schema (or is not JSON at all)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotReady(ServiceError):
+    """No model is loaded (yet): the service cannot answer predictions."""
+
+    status = 503
+    code = "not_ready"
+
+
+class PredictionFailed(ServiceError):
+    """The model itself raised on input that passed validation."""
+
+    status = 500
+    code = "prediction_failed"
+
+
+def error_body(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {"error": {"status": status, "code": code, "message": message, "details": details or []}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        orjson.dumps(error_body(status, code, message, details)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    503: "not_ready",
+}
+
+
+def _loc_text(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def summarize(details: list[dict[str, Any]]) -> str:
+    """One line naming the first problem and how many more there are."""
+    if not details:
+        return "invalid input"
+    first = details[0]
+    where = _loc_text(first.get("loc", []))
+    text = f"{where}: {first['msg']}" if where else first["msg"]
+    more = len(details) - 1
+    return text + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Send every error (ours, FastAPI's, Starlette's, the unexpected) in the one shape."""
+
+    async def service_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # pydantic's error dicts carry the offending "input": never send it back.
+        details = [
+            {
+                "loc": [p for p in err.get("loc", ()) if p != "body"],
+                "msg": err.get("msg", "invalid"),
+            }
+            for err in exc.errors()
+        ]
+        return error_response(422, "invalid_input", summarize(details), details)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal_error", "internal error; see the service log")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

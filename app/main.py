@@ -1,0 +1,94 @@
+"""The app factory: `create_app(settings)` wires settings, service, routes, errors and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.contract import request_schemas
+from app.errors import install_error_handlers
+from app.metrics import Metrics, MetricsMiddleware
+from app.predictor import MlflowPredictor
+from app.routes import router
+from app.service import ModelService, PredictorFactory
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    predictor_factory: PredictorFactory | None = None,
+    on_fatal: Callable[[], None] | None = None,
+) -> FastAPI:
+    """A new app serving the model `settings` names. Loading starts with the lifespan.
+
+    `on_fatal` is called when the model cannot be loaded within the retry budget (the CLI
+    uses it to stop the server and exit non-zero). `predictor_factory` swaps the MLflow
+    loader for another `Predictor` (tests).
+    """
+    settings = settings or get_settings()
+    uri = settings.resolved_model_uri
+    factory = predictor_factory or (lambda: MlflowPredictor(uri))
+    metrics = Metrics()
+    service = ModelService(settings, factory, metrics, on_fatal=on_fatal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="model-serving",
+        summary="Predictions from an MLflow model, validated against its signature.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = _openapi_for(app, service)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi_for(app: FastAPI, service: ModelService) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with /predict's body described by the loaded model's signature."""
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        key = service.status()["model"]
+        key = repr(key)
+        if cache.get("key") == key:
+            doc: dict[str, Any] = cache["doc"]
+            return doc
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        if service.ready:
+            schema = service.input_schema()
+            example = service.input_example()
+            record = schema.record_json_schema(example[0] if example else None)
+            schemas.update(request_schemas(record, list(schema.names)))
+        else:
+            schemas.update(request_schemas({"type": "object"}, []))
+        cache.update(key=key, doc=doc)
+        app.openapi_schema = doc
+        return doc
+
+    return openapi

@@ -1,0 +1,142 @@
+"""The wire formats /predict accepts, reduced to one of two shapes before validation.
+
+Accepted bodies (JSON objects):
+- one record: `{"sepal_length": 6.7, ...}` keyed by the model's input names;
+- many: `{"records": [{...}, ...]}`;
+- MLflow's scoring formats, so MLflow clients work unchanged: `dataframe_split`
+  (`{"columns": [...], "data": [[...], ...]}`), `dataframe_records` (`[{...}, ...]`),
+  `instances` and `inputs` (a list of records, a list of rows, or a dict of columns).
+
+Everything becomes either *records* (a list of objects) or *rows* (a list of arrays with the
+column names they are in), plus where in the body they came from, for error locations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.errors import InvalidInput, summarize
+
+FORMAT_KEYS = ("records", "dataframe_split", "dataframe_records", "instances", "inputs")
+# MLflow clients may send inference params beside the data; no served model takes any yet.
+_PARAMS_KEY = "params"
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    items: list[Any]
+    loc: tuple[str, ...]
+    single: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    items: list[Any]
+    columns: tuple[str, ...] | None  # None: positional, in the schema's order
+    loc: tuple[str, ...]
+
+
+Batch = Records | Rows
+
+
+def _invalid(loc: list[Any], msg: str) -> InvalidInput:
+    details = [{"loc": loc, "msg": msg}]
+    return InvalidInput(summarize(details), details)
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages that must not echo the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _check_size(n: int, loc: list[Any], max_rows: int) -> None:
+    if n == 0:
+        raise _invalid(loc, "empty batch: send at least one record")
+    if n > max_rows:
+        raise _invalid(loc, f"batch of {n} records is over the limit of {max_rows}")
+
+
+def _list_of(value: Any, loc: list[Any], max_rows: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise _invalid(loc, f"expected an array of records, got {json_type(value)}")
+    _check_size(len(value), loc, max_rows)
+    return value
+
+
+def _split(value: Any, max_rows: int) -> Rows:
+    loc = ["dataframe_split"]
+    if not isinstance(value, dict):
+        raise _invalid(loc, f"expected an object with 'columns' and 'data', got {json_type(value)}")
+    unknown = set(value) - {"columns", "data", "index"}
+    if unknown:
+        raise _invalid(loc, f"unknown key(s): {', '.join(sorted(k[:64] for k in unknown))}")
+    if "data" not in value:
+        raise _invalid([*loc, "data"], "field required")
+    data = _list_of(value["data"], [*loc, "data"], max_rows)
+    columns = value.get("columns")
+    if columns is None:
+        return Rows(data, None, ("dataframe_split", "data"))
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise _invalid([*loc, "columns"], "expected an array of column names")
+    if len(set(columns)) != len(columns):
+        raise _invalid([*loc, "columns"], "duplicate column names")
+    return Rows(data, tuple(columns), ("dataframe_split", "data"))
+
+
+def _tensor_like(key: str, value: Any, max_rows: int) -> Batch:
+    """`instances` / `inputs`: records, rows, a dict of columns, or one record as a dict."""
+    if isinstance(value, dict):
+        if value and all(isinstance(v, list) for v in value.values()):
+            lengths = {len(v) for v in value.values()}
+            if len(lengths) != 1:
+                raise _invalid([key], "columns have different lengths")
+            n = lengths.pop()
+            _check_size(n, [key], max_rows)
+            names = tuple(value)
+            columns = [value[name] for name in names]
+            return Rows([list(r) for r in zip(*columns, strict=True)], names, (key,))
+        return Records([value], (key,), single=True)
+    items = _list_of(value, [key], max_rows)
+    if isinstance(items[0], list):
+        return Rows(items, None, (key,))
+    return Records(items, (key,))
+
+
+def normalize(payload: Any, max_rows: int) -> Batch:
+    """Recognise the body's format; check it is non-empty and within the row limit."""
+    if not isinstance(payload, dict):
+        raise _invalid([], f"expected a JSON object, got {json_type(payload)}")
+    formats = [k for k in FORMAT_KEYS if k in payload]
+    if not formats:
+        if not payload:
+            raise _invalid([], 'empty object: send a record or {"records": [...]}')
+        return Records([payload], (), single=True)
+    if len(formats) > 1:
+        raise _invalid([], f"send one of {', '.join(formats)}, not several")
+    key = formats[0]
+    extra = set(payload) - {key, _PARAMS_KEY}
+    if extra:
+        raise _invalid(
+            [], f"unknown key(s) beside '{key}': {', '.join(sorted(k[:64] for k in extra))}"
+        )
+    if payload.get(_PARAMS_KEY) not in (None, {}):
+        raise _invalid([_PARAMS_KEY], "this model takes no inference params")
+    value = payload[key]
+    if key in ("records", "dataframe_records"):
+        return Records(_list_of(value, [key], max_rows), (key,))
+    if key == "dataframe_split":
+        return _split(value, max_rows)
+    return _tensor_like(key, value, max_rows)

@@ -1,0 +1,59 @@
+"""POST /predict: the body goes to the service as bytes, the answer comes back as bytes."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from app.contract import ERRORS, PredictResponse
+from app.errors import PayloadTooLarge, UnsupportedMediaType
+from app.routes.deps import get_service
+from app.service import ModelService
+
+router = APIRouter(tags=["model"])
+
+_BODY = {"$ref": "#/components/schemas/PredictRequest"}
+
+
+def _check_content_type(request: Request) -> None:
+    value = request.headers.get("content-type")
+    if value is None:
+        return  # no claim made: parse it as JSON
+    media = value.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json",
+            [{"loc": ["header", "content-type"], "msg": "expected application/json"}],
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses={k: ERRORS[k] for k in (413, 415, 422, 503)},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}
+    },
+)
+async def predict(
+    request: Request, service: Annotated[ModelService, Depends(get_service)]
+) -> Response:
+    """Predict one record or many; validated against the model's signature."""
+    _check_content_type(request)
+    body = await _read_body(request, service.settings.max_body_bytes)
+    return Response(await service.predict(body), media_type="application/json")

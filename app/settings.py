@@ -1,0 +1,93 @@
+"""Typed settings of the serving process, read from the environment once at start.
+
+Names carry no prefix because the model's identity variables (`MODEL_URI`, `RUN_ID`,
+`MODEL_NAME`) are the ones the seed and MLflow users already use. MLflow and boto3 read their
+own `MLFLOW_*` and `AWS_*` variables; they are passed through untouched, never renamed here.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# runs:/<run_id>/<path> | models:/<name>@<alias> | models:/<name>/<version> | models:/<model_id>
+MODEL_URI_PATTERN = re.compile(r"^(runs:/[^/\s]+/\S+|models:/[^/@\s]+(@[^/@\s]+|/[^/@\s]+)?)$")
+
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+class Settings(BaseSettings):
+    """Settings of `python -m app` and of `create_app()`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    model_uri: str | None = None
+    """The model to serve: runs:/<run_id>/<name> | models:/<name>@<alias> | models:/<name>/<n>."""
+
+    run_id: str | None = None
+    """Alternative to MODEL_URI, as in the seed: serve runs:/<RUN_ID>/<MODEL_NAME>."""
+
+    model_name: str = "sk_model"
+    """With RUN_ID: the name the model was logged under."""
+
+    model_load_timeout: float = Field(default=120.0, ge=0)
+    """Seconds to keep retrying (with backoff) while the model cannot be loaded; then exit 1."""
+
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    """Most rows one /predict request may carry; more answers 422."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest /predict request body accepted; larger answers 413."""
+
+    log_level: LogLevel = "INFO"
+    """Log level of the service's own loggers and of uvicorn."""
+
+    host: str = "127.0.0.1"
+    """Address `python -m app` binds (use 0.0.0.0 in a container)."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port `python -m app` listens on."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("model_uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not MODEL_URI_PATTERN.match(value):
+            raise ValueError(
+                "must look like runs:/<run_id>/<name>, models:/<name>@<alias> "
+                "or models:/<name>/<version>"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Settings:
+        if self.model_uri is None and not self.run_id:
+            raise ValueError(
+                "set MODEL_URI (or RUN_ID with MODEL_NAME) to say which model to serve"
+            )
+        if self.model_uri is not None and self.run_id:
+            raise ValueError("set either MODEL_URI or RUN_ID, not both")
+        return self
+
+    @property
+    def resolved_model_uri(self) -> str:
+        """The model URI to load, whichever way it was given."""
+        if self.model_uri is not None:
+            return self.model_uri
+        return f"runs:/{self.run_id}/{self.model_name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment (and `.env`)."""
+    return Settings()
