@@ -1,0 +1,176 @@
+"""Both Dockerfiles pass hadolint, run as non-root from pinned slim bases, bake in no secrets,
+and install what their service needs from the project's own pyproject."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.stack import compose
+
+ROOT = compose.ROOT
+DOCKERFILES = [ROOT / "Dockerfile.api", ROOT / "Dockerfile.mlflow"]
+HADOLINT = Path(sys.executable).with_name("hadolint")
+PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-\w+)?$")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY", re.IGNORECASE)
+
+
+@dataclass
+class Stage:
+    name: str | None
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def user(self, stages: dict[str, Stage]) -> str:
+        """The USER in effect at the end of this stage (inherited from a parent stage)."""
+        users = [arg for op, arg in self.instructions if op == "USER"]
+        if users:
+            return users[-1]
+        return stages[self.base].user(stages) if self.base in stages else "root"
+
+    def runs(self) -> list[str]:
+        return [arg for op, arg in self.instructions if op == "RUN"]
+
+
+def parse(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile: (instruction, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[Stage] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        op, _, arg = line.partition(" ")
+        op, arg = op.upper(), " ".join(arg.split())
+        if op == "FROM":
+            image, _, alias = arg.partition(" AS ")
+            alias = alias or arg.partition(" as ")[2]
+            stages.append(Stage(alias.strip() or None, image.split()[0]))
+        elif stages:
+            stages[-1].instructions.append((op, arg))
+    return stages
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HADOLINT), "--no-color", str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_passes_hadolint(path: Path) -> None:
+    result = hadolint(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_flags_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install mlflow\nCMD mlflow server\n")
+    result = hadolint(bad)
+    assert result.returncode != 0
+    assert {"DL3007", "DL3013"} <= set(re.findall(r"DL\d{4}", result.stdout)), result.stdout
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_bases_are_pinned_slim_python_311(path: Path) -> None:
+    stages = parse(path)
+    names = {s.name for s in stages if s.name}
+    external = [s.base for s in stages if s.base not in names]
+    assert external, f"{path.name} has no FROM"
+    for base in external:
+        assert PINNED_PYTHON.match(base), f"{path.name}: base {base} is not a pinned slim 3.11"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_every_final_stage_runs_as_non_root(path: Path) -> None:
+    stages = parse(path)
+    by_name = {s.name: s for s in stages if s.name}
+    # Stages another stage builds on are intermediate; the rest are build targets.
+    parents = {s.base for s in stages}
+    targets = [s for s in stages if s.name not in parents]
+    assert targets
+    for stage in targets:
+        user = stage.user(by_name).split(":")[0]
+        assert user not in ("root", "0"), f"{path.name} stage {stage.name} runs as {user}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_no_secret_is_baked_in(path: Path) -> None:
+    for stage in parse(path):
+        for op, arg in stage.instructions:
+            if op in ("ENV", "ARG"):
+                assert not SECRET_NAME.search(arg), f"{path.name}: {op} {arg}"
+            if op in ("COPY", "ADD"):
+                assert ".env" not in arg.split(), f"{path.name}: {op} {arg}"
+
+
+def test_dockerignore_keeps_credentials_and_local_state_out() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # An allow-list: everything excluded, then the few paths the images need re-included.
+    assert lines[0] == "*"
+    included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert included == {"pyproject.toml", "README.md", "app", "trainer"}
+    copied = {
+        src.rstrip("/")
+        for stage in parse(ROOT / "Dockerfile.api")
+        for op, arg in stage.instructions
+        if op == "COPY"
+        for src in arg.split()[:-1]
+    }
+    assert copied <= included, f"COPY of paths .dockerignore excludes: {copied - included}"
+
+
+def test_api_image_installs_the_base_dependencies_and_trainer_image_the_extra() -> None:
+    stages = {s.name: s for s in parse(ROOT / "Dockerfile.api")}
+    assert parse(ROOT / "Dockerfile.api")[-1].name == "api", "api must be the default target"
+    api_installs = [r for r in stages["api"].runs() if "pip install" in r]
+    trainer_installs = [r for r in stages["trainer"].runs() if "pip install" in r]
+    assert api_installs == ["pip install --no-cache-dir ."]
+    assert trainer_installs == ['pip install --no-cache-dir "./[trainer]"']
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = [re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0] for dep in project["dependencies"]]
+    assert "mlflow-skinny" in base
+    # No MLflow server or SQL-store dependencies in the API image.
+    assert not {"mlflow", "psycopg2-binary", "psycopg2", "sqlalchemy", "alembic"} & set(base)
+    extra = [
+        re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0]
+        for d in project["optional-dependencies"]["trainer"]
+    ]
+    assert {"mlflow", "psycopg2-binary"} <= set(extra)
+
+
+def test_compose_builds_targets_that_exist() -> None:
+    stages = {s.name for s in parse(ROOT / "Dockerfile.api")}
+    for name, service in compose.raw()["services"].items():
+        build = service.get("build")
+        if not build:
+            continue
+        dockerfile = ROOT / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), f"{name}: {dockerfile.name} does not exist"
+        if "target" in build:
+            assert dockerfile.name == "Dockerfile.api" and build["target"] in stages, name
+
+
+def test_mlflow_image_pins_its_server_dependencies() -> None:
+    (stage,) = parse(ROOT / "Dockerfile.mlflow")
+    (install,) = [r for r in stage.runs() if "pip install" in r]
+    packages = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][\w.]*)", install))
+    assert packages.keys() >= {"mlflow", "psycopg2-binary", "boto3"}, install
+    assert packages["mlflow"] == "3.17.2"
+    unpinned = [
+        word
+        for word in install.split("&&")[0].split()[2:]
+        if not word.startswith("-") and "==" not in word
+    ]
+    assert unpinned == [], f"unpinned packages in {install!r}"
