@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -21,6 +22,7 @@ from trainer.errors import TrainerError, first_line
 
 logger = logging.getLogger(__name__)
 
+MISSING = {"404", "NoSuchBucket", "NotFound"}
 ALREADY_MINE = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
 UNREACHABLE = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)
 RETRY_PAUSE_S = 1.0
@@ -51,6 +53,8 @@ def create_bucket(name: str, endpoint_url: str | None, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     while True:
         try:
+            if exists(client, name):
+                return False
             client.create_bucket(**kwargs)  # type: ignore[arg-type]
             return True
         except ClientError as exc:
@@ -75,3 +79,17 @@ def create_bucket(name: str, endpoint_url: str | None, timeout: float = 60.0) ->
             raise TrainerError(f"invalid bucket name {name!r}: {first_line(exc)}") from None
         except BotoCoreError as exc:
             raise TrainerError(f"cannot create bucket {name!r}: {first_line(exc)}") from None
+
+
+def exists(client: Any, name: str) -> bool:
+    """Whether the bucket exists and is reachable with these credentials.
+
+    Asked first because S3 in us-east-1 answers CreateBucket on a bucket you own with 200.
+    """
+    try:
+        client.head_bucket(Bucket=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in MISSING:
+            return False
+        raise
+    return True

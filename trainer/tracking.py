@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
+# What loading the logged pipeline needs, pinned to the versions it was trained with. Listed
+# rather than inferred: MLflow's inference re-imports the model in a subprocess (~3 s) and picks
+# up whatever else happens to be loaded (pytest, rich).
+MODEL_REQUIREMENTS = ("scikit-learn", "skops", "scipy", "numpy", "pandas")
+
+
+def model_requirements() -> list[str]:
+    """pip requirements of the logged model (MLflow adds its own pin)."""
+    return [f"{name}=={installed_version(name)}" for name in MODEL_REQUIREMENTS]
 
 
 def default_tracking_uri() -> str:
@@ -198,6 +208,7 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
             name=job.model_name,
             signature=signature,
             input_example=parts.x_train.head(10),
+            pip_requirements=model_requirements(),
         )
     result = TrainResult(
         run_id=run_id,
