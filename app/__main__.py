@@ -60,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = 1
         if server is not None:
             server.should_exit = True
-        else:
-            signal.raise_signal(signal.SIGTERM)
 
     app = create_app(settings, on_fatal=fatal)
     config = uvicorn.Config(
@@ -75,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=30,
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler it found: make that a no-op so a requested stop exits 0, not -15.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     if exit_code == 0 and not server.started:
         exit_code = 1  # could not bind, or lifespan startup failed

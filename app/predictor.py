@@ -129,6 +129,9 @@ class MlflowPredictor:
     def __init__(self, uri: str, tracking_uri: str | None = None) -> None:
         self.uri = uri
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        # An explicit store is the registry too; else MLflow's own variables decide.
+        env_registry = None if tracking_uri else os.environ.get("MLFLOW_REGISTRY_URI")
+        self.registry_uri = env_registry or self.tracking_uri
         self.identity = ModelIdentity(uri=uri, name=uri)
         self._ready = False
         self._dir: str | None = None
@@ -169,15 +172,19 @@ class MlflowPredictor:
         from mlflow.models import Model
 
         start = time.perf_counter()
+        # Parts of MLflow (the models:/ artifact repository) only read the global URIs.
+        registry_uri = self.registry_uri
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
         try:
-            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
             identity, pinned = self._resolve(client)
             self._dir = tempfile.mkdtemp(prefix="model-serving-")
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=pinned,
                 dst_path=self._dir,
                 tracking_uri=self.tracking_uri,
-                registry_uri=self.tracking_uri,
+                registry_uri=registry_uri,
             )
             meta = Model.load(local)
             if meta.signature is None:
@@ -206,12 +213,13 @@ class MlflowPredictor:
         )
         self.schema = schema
         self._pyfunc = pyfunc
-        self._estimator = estimator if schema.numeric and hasattr(estimator, "predict") else None
         self._is_classifier = hasattr(estimator, "classes_")
-        if self._estimator is not None:
+        example = self._example(meta, local)
+        self._estimator = None
+        if schema.numeric and hasattr(estimator, "predict"):
             # Fitted on a DataFrame, fed a matrix in the same column order: the warning is noise.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        example = self._example(meta, local)
+            self._estimator = self._verified_fast_path(estimator, pyfunc, schema, example)
         metrics, params = self._run_data(client, run_id)
         load_seconds = time.perf_counter() - start
         self._info = {
@@ -245,6 +253,27 @@ class MlflowPredictor:
             "model loaded: %s (name=%s version=%s run_id=%s) in %.2fs",
             self.uri, self.identity.name, self.identity.version, run_id, load_seconds,
         )  # fmt: skip
+
+    @staticmethod
+    def _verified_fast_path(
+        estimator: Any, pyfunc: Any, schema: InputSchema, example: list[dict[str, Any]] | None
+    ) -> Any:
+        """`estimator` if predicting on a matrix gives exactly what mlflow.pyfunc gives on the
+        input example (a ColumnTransformer selecting columns by name would not), else None."""
+        if not example:
+            return None
+        frame = pd.DataFrame.from_records(example, columns=list(schema.names))
+        matrix = frame[list(schema.array_order)].to_numpy(dtype=np.float64)
+        try:
+            fast = _to_list(estimator.predict(matrix))
+            reference = _to_list(pyfunc.predict(frame))
+        except Exception as exc:
+            logger.info("serving through mlflow.pyfunc: matrix predict failed (%s)", exc)
+            return None
+        if fast != reference:
+            logger.info("serving through mlflow.pyfunc: matrix predictions differ")
+            return None
+        return estimator
 
     def _example(self, meta: Any, local: str) -> list[dict[str, Any]] | None:
         try:

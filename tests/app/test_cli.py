@@ -1,0 +1,128 @@
+"""`python -m app` as a real process: serving, settings errors, giving up, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.conftest import IRIS_EXAMPLE, TrainedModel
+from tests.servers import ROOT, free_port, python_env, run_cli, running
+
+MLFLOW_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _post(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def _app(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("uri_attr", ["runs_uri", "alias_uri"])
+def test_served_predictions_equal_pyfunc(
+    trained: TrainedModel,
+    reference: Any,
+    iris_records: list[dict[str, float]],
+    tmp_path: Path,
+    uri_attr: str,
+) -> None:
+    port = free_port()
+    uri = getattr(trained, uri_attr)
+    env = python_env(
+        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": uri}, drop=MLFLOW_VARS
+    )
+    with running(
+        [sys.executable, "-m", "app", "--port", str(port)], env, tmp_path / "app.log"
+    ) as server:
+        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        body = _post(f"http://127.0.0.1:{port}/predict", {"records": iris_records})
+        info = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/model-info"))
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0, server.output()
+    assert body["predictions"] == reference(iris_records)
+    assert info["run_id"] == trained.run_id
+    assert info["uri"] == uri
+
+
+def test_run_id_and_model_name_work_as_in_the_seed(trained: TrainedModel, tmp_path: Path) -> None:
+    port = free_port()
+    env = python_env(
+        {
+            "MLFLOW_TRACKING_URI": trained.tracking_uri,
+            "RUN_ID": trained.run_id,
+            "MODEL_NAME": "sk_model",
+        },
+        drop=(*MLFLOW_VARS, "MODEL_URI"),
+    )
+    with running([sys.executable, "-m", "app", "--port", str(port)], env, tmp_path / "a.log") as s:
+        s.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        body = _post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)
+    assert body["model"]["uri"] == trained.runs_uri
+
+
+def test_embedded_default_store_trains_and_serves_from_one_folder(tmp_path: Path) -> None:
+    env = python_env(drop=(*MLFLOW_VARS, "MODEL_URI", "RUN_ID"))
+    trained = run_cli(
+        "trainer", "train", "--register", "--alias", "champion", "--json", env=env, cwd=tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / ".mlflow" / "mlflow.db").is_file()
+    port = free_port()
+    env["MODEL_URI"] = "models:/sk_model@champion"
+    with running(
+        [sys.executable, "-m", "app", "--port", str(port)], env, tmp_path / "a.log", cwd=tmp_path
+    ) as s:
+        s.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        body = _post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)
+    assert body["predictions"] == [2]
+    assert {p.name for p in tmp_path.iterdir()} <= {".mlflow", "data.csv", "a.log"}
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({}, "MODEL_URI"),
+        ({"MODEL_URI": "s3://bucket/model"}, "MODEL_URI: must look like"),
+        ({"MODEL_URI": "runs:/abc/sk_model", "MODEL_LOAD_TIMEOUT": "soon"}, "MODEL_LOAD_TIMEOUT"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(env: dict[str, str], needle: str) -> None:
+    result = _app([], python_env(env, drop=("MODEL_URI", "RUN_ID")))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid settings")
+    assert needle in lines[0]
+
+
+def test_model_that_cannot_load_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    env = python_env(
+        {
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+            "MODEL_URI": "models:/sk_model@champion",
+            "MODEL_LOAD_TIMEOUT": "2",
+        },
+        drop=MLFLOW_VARS,
+    )
+    result = _app(["--port", str(free_port())], env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    fatal = [line for line in result.stderr.splitlines() if "CRITICAL" in line]
+    assert len(fatal) == 1
+    assert "giving up: model models:/sk_model@champion not loaded after 2s" in fatal[0]
