@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def python_env(extra: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()) -> dict[str, str]:
+def python_env(
+    extra: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()
+) -> dict[str, str]:
     """The test process's environment plus `extra`, minus `drop`, for a project subprocess."""
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONUNBUFFERED"] = "1"
@@ -54,7 +56,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
-        """Wait until GET `url` answers `status`; fail with the server's log if it dies or stalls."""
+        """Wait until GET `url` answers `status`; fail with the server's log if it dies."""
         deadline = time.monotonic() + timeout
         last: object = None
         while time.monotonic() < deadline:
@@ -75,8 +77,10 @@ class Server:
             except OSError as exc:
                 last = exc
             time.sleep(0.2)
-        raise TimeoutError(f"{url} not answering {status} after {timeout}s (last: {last}):\n"
-                           + self.output()[-4000:])
+        raise TimeoutError(
+            f"{url} not answering {status} after {timeout}s (last: {last}):\n"
+            + self.output()[-4000:]
+        )
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM the whole process group, SIGKILL it if it lingers; returns the exit code."""
