@@ -23,7 +23,9 @@ LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 class Settings(BaseSettings):
     """Settings of `python -m app` and of `create_app()`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     model_uri: str | None = None
     """The model to serve: runs:/<run_id>/<name> | models:/<name>@<alias> | models:/<name>/<n>."""
