@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from tests.trainer.conftest import (
     trainer,
     with_password,
 )
-from trainer.cli import build_parser
+from trainer import seed
+from trainer.cli import build_parser, main
 from trainer.tracking import EMBEDDED_DIR, default_tracking_uri
 
 JSON_KEYS = {
@@ -38,8 +40,8 @@ JSON_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("store")
+def store(tmp_path_factory: pytest.TempPathFactory, blank_store: Callable[[Path], Path]) -> Path:
+    return blank_store(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +120,28 @@ def test_train_writes_data_csv_with_features_and_label(
     assert list(frame.columns)[-1] == "target"
 
 
-def test_skip_if_exists_does_not_train_again(store: Path, trained: dict[str, Any]) -> None:
+def in_process(
+    args: list[str], store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> dict[str, Any]:
+    """main(args) in this process against `store` (saves a subprocess); its JSON output."""
+    monkeypatch.chdir(store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1, out
+    payload: dict[str, Any] = json.loads(out)
+    return payload
+
+
+def test_skip_if_exists_does_not_train_again(
+    store: Path,
+    trained: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     args = ["train", "--register", "sk_model", "--alias", "champion", "--skip-if-exists"]
-    result = ok_json(trainer(*args, "--json", cwd=store, env=store_env(store)))
+    result = in_process([*args, "--json"], store, monkeypatch, capsys)
+    assert set(result) == JSON_KEYS
     assert result["skipped"] is True
     assert result["run_id"] == trained["run_id"]
     assert result["version"] == "1"
@@ -174,13 +195,11 @@ def test_default_tracking_uri_is_the_cwd_sqlite_file(
 
 @pytest.mark.postgres
 def test_seed_then_train_from_postgres_without_leaking_the_password(
-    database: str, tmp_path: Path
+    database: str, tmp_path: Path, blank_store: Callable[[Path], Path]
 ) -> None:
     url = with_password(database)
-    env = store_env(tmp_path, {"TRAINER_DATA": url})
-    seeded = trainer("seed-db", cwd=tmp_path, env=env)
-    assert seeded.returncode == 0, seeded.stderr
-    assert "inserted 150 rows" in seeded.stdout
+    env = store_env(blank_store(tmp_path), {"TRAINER_DATA": url})
+    assert seed.seed(url, "iris_data") == 150  # the seed-db command is tested in test_seed.py
     result = trainer("train", "--json", cwd=tmp_path, env=env)
     payload = ok_json(result)
     assert SECRET not in result.stdout + result.stderr

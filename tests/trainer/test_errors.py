@@ -38,7 +38,11 @@ ONE_CLASS_CSV = "a,b,target\n" + "".join(f"{i},{i * 2},0\n" for i in range(20))
 DEAD = f"127.0.0.1:{free_port()}"
 
 
-def run_all(cases: dict[str, tuple[list[str], dict[str, str]]], root: Path) -> Results:
+def run_all(
+    cases: dict[str, tuple[list[str], dict[str, str]]],
+    root: Path,
+    blank_store: Callable[[Path], Path],
+) -> Results:
     """Run each case's CLI in its own folder and SQLite store, all at once."""
 
     def one(name: str) -> tuple[subprocess.CompletedProcess[str], float, Path]:
@@ -50,6 +54,7 @@ def run_all(cases: dict[str, tuple[list[str], dict[str, str]]], root: Path) -> R
 
     for name in cases:
         (root / name).mkdir()
+        blank_store(root / name)
     (root / "one-class-csv" / "rows.csv").write_text(ONE_CLASS_CSV)
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         return dict(zip(cases, pool.map(one, cases), strict=True))
@@ -85,9 +90,11 @@ SUBPROCESS: dict[str, tuple[list[str], dict[str, str], str, bool]] = {
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, blank_store: Callable[[Path], Path]
+) -> Results:
     cases = {name: (args, extra) for name, (args, extra, _, _) in SUBPROCESS.items()}
-    return run_all(cases, tmp_path_factory.mktemp("errors"))
+    return run_all(cases, tmp_path_factory.mktemp("errors"), blank_store)
 
 
 @pytest.mark.parametrize("name", list(SUBPROCESS))
@@ -151,9 +158,10 @@ def test_expected_failures_end_with_one_clear_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     clean_settings: Any,
+    blank_store: Callable[[Path], Path],
 ) -> None:
     args, extra, content, message, started = IN_PROCESS[name]
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(blank_store(tmp_path))
     iris_frame().to_csv(tmp_path / "data.csv", index=False)
     if content is not None:
         (tmp_path / "rows.csv").write_bytes(content.encode("utf-8", "surrogateescape"))
@@ -235,8 +243,9 @@ def test_postgres_failures_mark_the_run_failed_and_register_nothing(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     clean_settings: Any,
+    blank_store: Callable[[Path], Path],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(blank_store(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("TRAINER_DATA", databases[db])
     code, out, err = call_main(["train", *REGISTER, *args], capsys)
