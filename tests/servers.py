@@ -52,7 +52,8 @@ class Server:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
