@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, PredictionFailed
-from app.payload import Batch
 from app.schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -83,8 +82,8 @@ class Predictor(Protocol):
     def load(self) -> None:
         """Load the model (blocking); raise LoadError on failure."""
 
-    def predict(self, batch: Batch) -> list[Any]:
-        """Predictions for the batch, in order; InvalidInput if it does not fit the schema."""
+    def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
+        """Predictions, in order, for input `self.schema.parse()` produced (thread-safe)."""
 
     def describe(self) -> dict[str, Any]:
         """Everything /model-info shows."""
@@ -297,11 +296,7 @@ class MlflowPredictor:
 
     # -- serving -------------------------------------------------------------------------
 
-    def predict(self, batch: Batch) -> list[Any]:
-        data = self.schema.parse(batch)
-        return self.predict_parsed(data)
-
-    def predict_parsed(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
+    def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
         """Predict on input `InputSchema.parse()` produced."""
         from mlflow.exceptions import MlflowException
 

@@ -14,11 +14,15 @@ import os
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 import orjson
 
+from app.batching import MicroBatcher
 from app.errors import InvalidInput, NotReady
 from app.metrics import Metrics
 from app.payload import normalize
@@ -29,8 +33,18 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 PredictorFactory = Callable[[], Predictor]
-# Below this many rows, validating and predicting inline costs less than a thread hop.
+# Above this many rows, validation runs on a thread rather than in the event loop.
 INLINE_ROWS = 64
+_IDENTITY_KEYS = ("name", "version", "alias", "run_id", "uri")
+
+
+@dataclass(frozen=True, slots=True)
+class _Active:
+    """The serving model, its batcher and its identity, swapped in as one reference."""
+
+    predictor: Predictor
+    batcher: MicroBatcher | None
+    identity_json: bytes
 
 
 def parse_json(body: bytes) -> Any:
@@ -60,9 +74,10 @@ class ModelService:
         self.settings = settings
         self.metrics = metrics
         self._factory = factory
-        self._predictor: Predictor | None = None
+        self._active: _Active | None = None
         self._task: asyncio.Task[None] | None = None
-        self._identity_json = b"null"
+        # One model thread: predict calls never block the event loop, and never contend.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self.last_error: str | None = None
         self.failed = False
         self.on_fatal = on_fatal
@@ -71,7 +86,7 @@ class ModelService:
 
     @property
     def ready(self) -> bool:
-        return self._predictor is not None and self._predictor.ready
+        return self._active is not None and self._active.predictor.ready
 
     async def start(self) -> None:
         """Start loading in the background; returns at once."""
@@ -90,9 +105,12 @@ class ModelService:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        if self._predictor is not None:
-            self._predictor.close()
-            self._predictor = None
+        active, self._active = self._active, None
+        if active is not None:
+            if active.batcher is not None:
+                await active.batcher.stop()
+            active.predictor.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.ready.set(0)
 
     async def _load_with_retries(self) -> None:
@@ -133,41 +151,65 @@ class ModelService:
             self.on_fatal()
 
     def _install(self, predictor: Predictor) -> None:
-        old, self._predictor = self._predictor, predictor
+        settings = self.settings
+        batcher = None
+        if settings.batching:
+            batcher = MicroBatcher(
+                predictor.predict,
+                self._executor,
+                max_rows=settings.batch_max_rows,
+                max_wait=settings.batch_max_wait_ms / 1000,
+            )
+            batcher.start()
         identity = predictor.identity.as_dict()
-        self._identity_json = orjson.dumps(
-            {k: identity[k] for k in ("name", "version", "alias", "run_id", "uri")}
-        )
+        identity_json = orjson.dumps({k: identity[k] for k in _IDENTITY_KEYS})
+        old, self._active = self._active, _Active(predictor, batcher, identity_json)
         info = predictor.describe()
         self.metrics.observe_model(identity, float(info.get("load_seconds") or 0.0))
         self.last_error = None
         if old is not None:
-            old.close()
+            old.predictor.close()
 
     # -- requests ------------------------------------------------------------------------
 
-    def _current(self) -> Predictor:
-        predictor = self._predictor
-        if predictor is None or not predictor.ready:
+    def _serving(self) -> _Active:
+        active = self._active
+        if active is None or not active.predictor.ready:
             reason = f" (last error: {self.last_error})" if self.last_error else ""
             raise NotReady("the model is not loaded yet" + reason)
-        return predictor
+        return active
+
+    def _current(self) -> Predictor:
+        return self._serving().predictor
 
     async def predict(self, body: bytes) -> bytes:
-        """JSON response bytes for a /predict request body."""
-        predictor = self._current()
-        batch = normalize(parse_json(body), self.settings.max_batch_rows)
-        n = len(batch.items)
-        start = time.perf_counter()
-        if n <= INLINE_ROWS:
-            predictions = predictor.predict(batch)
-        else:
-            predictions = await anyio.to_thread.run_sync(predictor.predict, batch)
-        elapsed = time.perf_counter() - start
-        self._observe(predictor, predictions, elapsed)
+        """JSON response bytes for a /predict request body.
+
+        The model, batcher and identity are read once, so a request is answered wholly by
+        one model even if another is swapped in meanwhile."""
+        active = self._serving()
+        predictor, batcher = active.predictor, active.batcher
+        if batcher is not None:
+            batcher.in_flight += 1
+        try:
+            batch = normalize(parse_json(body), self.settings.max_batch_rows)
+            if len(batch.items) <= INLINE_ROWS:
+                data = predictor.schema.parse(batch)
+            else:
+                data = await anyio.to_thread.run_sync(predictor.schema.parse, batch)
+            start = time.perf_counter()
+            if batcher is not None and isinstance(data, np.ndarray):
+                predictions = await batcher.predict(data)
+            else:
+                loop = asyncio.get_running_loop()
+                predictions = await loop.run_in_executor(self._executor, predictor.predict, data)
+        finally:
+            if batcher is not None:
+                batcher.in_flight -= 1
+        self._observe(predictor, predictions, time.perf_counter() - start)
         return b'{"predictions":%s,"model":%s}' % (
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
-            self._identity_json if predictor is self._predictor else _identity(predictor),
+            active.identity_json,
         )
 
     def _observe(self, predictor: Predictor, predictions: list[Any], seconds: float) -> None:
@@ -189,14 +231,9 @@ class ModelService:
         return example if isinstance(example, list) else None
 
     def status(self) -> dict[str, Any]:
-        predictor = self._predictor
+        active = self._active
         return {
             "ready": self.ready,
-            "model": predictor.identity.as_dict() if predictor is not None else None,
+            "model": active.predictor.identity.as_dict() if active is not None else None,
             "last_error": self.last_error,
         }
-
-
-def _identity(predictor: Predictor) -> bytes:
-    identity = predictor.identity.as_dict()
-    return orjson.dumps({k: identity[k] for k in ("name", "version", "alias", "run_id", "uri")})

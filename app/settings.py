@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest /predict request body accepted; larger answers 413."""
 
+    batching: bool = True
+    """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
+
+    batch_max_rows: int = Field(default=256, ge=1)
+    """Most rows one combined model call may take."""
+
+    batch_max_wait_ms: float = Field(default=2.0, ge=0)
+    """How long a batch may wait for requests already in flight to join it; a lone request
+    never waits."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 

@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.errors import InvalidInput
 from app.main import create_app
-from app.payload import Batch
 from app.predictor import LoadError, MlflowPredictor, ModelIdentity
 from app.schema import Column, InputSchema
 from app.settings import Settings
@@ -42,10 +40,7 @@ class GatedModel:
 
     attempts_left = 0
 
-    def predict(self, batch: Batch) -> list[Any]:
-        data = self.schema.parse(batch)
-        if len(data) == 0:
-            raise InvalidInput("empty")
+    def predict(self, data: Any) -> list[Any]:
         return [float(row.sum()) for row in data]
 
     def describe(self) -> dict[str, Any]:

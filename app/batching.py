@@ -1,0 +1,142 @@
+"""Adaptive micro-batching: concurrent /predict requests share one model call.
+
+Requests that arrive while the model is busy queue up; when it is free, everything queued (up
+to `max_rows`) goes in one predict call, on a worker thread so the event loop never blocks.
+When other requests are already on their way in (`in_flight` counts requests between arrival
+and answer), the batcher waits up to `max_wait` seconds for them to join; a lone request never
+waits. Each caller gets exactly its own rows back. If a combined call fails, every request in
+it is retried alone, so an error reaches only the request that caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PredictFn = Callable[[np.ndarray], list[Any]]
+
+
+@dataclass(slots=True)
+class _Job:
+    matrix: np.ndarray
+    future: asyncio.Future[list[Any]]
+    rows: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = len(self.matrix)
+
+
+class MicroBatcher:
+    """Gathers concurrent matrices for one `predict` callable (one model)."""
+
+    def __init__(
+        self,
+        predict: PredictFn,
+        executor: ThreadPoolExecutor,
+        *,
+        max_rows: int = 256,
+        max_wait: float = 0.002,
+    ) -> None:
+        self._predict = predict
+        self._executor = executor
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self.in_flight = 0
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # model calls made, for tests and metrics
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.cancel()
+
+    async def predict(self, matrix: np.ndarray) -> list[Any]:
+        """Predictions for `matrix`'s rows, possibly computed together with other requests'."""
+        if self._task is None:
+            self.start()
+        job = _Job(matrix, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _gather(self) -> list[_Job]:
+        first = await self._queue.get()
+        jobs, rows = [first], first.rows
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while rows < self.max_rows:
+            if not self._queue.empty():
+                job = self._queue.get_nowait()
+            elif self.in_flight > len(jobs) and (remaining := deadline - loop.time()) > 0:
+                # Others have arrived and are still being parsed: give them a moment.
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                break
+            if rows + job.rows > self.max_rows:
+                self._queue.put_nowait(job)  # it starts the next batch
+                break
+            jobs.append(job)
+            rows += job.rows
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._gather()
+            jobs = [job for job in jobs if not job.future.done()]  # client went away
+            if not jobs:
+                continue
+            self.batches += 1
+            matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
+            run = functools.partial(loop.run_in_executor, self._executor, self._predict)
+            try:
+                predictions = await run(matrix)
+            except Exception as exc:
+                if len(jobs) == 1:
+                    _settle(jobs[0], exc=exc)
+                    continue
+                for job in jobs:  # isolate the failure to the request that caused it
+                    try:
+                        alone = await run(job.matrix)
+                    except Exception as single:
+                        _settle(job, exc=single)
+                    else:
+                        _settle(job, result=alone)
+                continue
+            start = 0
+            for job in jobs:
+                _settle(job, result=predictions[start : start + job.rows])
+                start += job.rows
+
+
+def _settle(job: _Job, *, result: list[Any] | None = None, exc: Exception | None = None) -> None:
+    if job.future.done():
+        return
+    if exc is not None:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result if result is not None else [])
