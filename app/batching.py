@@ -11,7 +11,6 @@ it is retried alone, so an error reaches only the request that caused it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -112,7 +111,10 @@ class MicroBatcher:
                 continue
             self.batches += 1
             matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
-            run = functools.partial(loop.run_in_executor, self._executor, self._predict)
+
+            def run(m: np.ndarray) -> asyncio.Future[list[Any]]:
+                return loop.run_in_executor(self._executor, self._predict, m)
+
             try:
                 predictions = await run(matrix)
             except Exception as exc:
