@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
@@ -78,14 +78,14 @@ def project_argv(service: dict[str, Any], module: str) -> list[str]:
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """argparse's verdict on argv; a usage error fails the test with argparse's message."""
 
-    def refuse(message: str) -> None:
+    def refuse(message: str) -> NoReturn:
         pytest.fail(f"{parser.prog} {' '.join(argv)}: {message}")
 
     parser.error = refuse  # type: ignore[method-assign]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                sub.error = refuse  # type: ignore[method-assign]
+                sub.error = refuse
     return parser.parse_args(argv)
 
 
@@ -260,8 +260,8 @@ def test_other_containers_and_the_browser_pass_mlflows_host_check(
 ) -> None:
     params = mlflow_server_params(services["mlflow-server"], monkeypatch)
     allowed = params["allowed_hosts"].split(",")
-    clients = {compose.environment(s).get("MLFLOW_TRACKING_URI") for s in services.values()}
-    clients.discard(None)
+    envs = [compose.environment(s) for s in services.values()]
+    clients = {env["MLFLOW_TRACKING_URI"] for env in envs if "MLFLOW_TRACKING_URI" in env}
     assert clients == {f"http://mlflow-server:{params['port']}"}
     for uri in clients:
         assert is_allowed_host_header(allowed, urlsplit(uri).netloc), uri
