@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -15,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Sub-millisecond buckets: a small sklearn model answers in well under 1 ms.
@@ -54,7 +56,7 @@ class Metrics:
         )  # fmt: skip
         self.load_seconds = Gauge(
             "model_load_duration_seconds", "How long loading the serving model took.",
-            ["model", "version"], registry=r,
+            ["model", "version"], registry=r, multiprocess_mode="livemax",
         )  # fmt: skip
         self.load_failures = Counter(
             "model_load_failures", "Failed attempts to load a model.", registry=r
@@ -62,20 +64,23 @@ class Metrics:
         self.model_info = Gauge(
             "model_info", "The model being served (value 1), by identity.",
             ["model", "version", "alias", "run_id", "uri"], registry=r,
+            multiprocess_mode="livemax",
         )  # fmt: skip
-        self.ready = Gauge("model_ready", "1 when a model is loaded and serving.", registry=r)
+        self.ready = Gauge(
+            "model_ready", "1 when a model is loaded and serving (in every worker).",
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
+        self._info_labels: tuple[str, ...] | None = None
 
     def observe_model(self, identity: dict[str, Any], load_seconds: float) -> None:
         """Record that the model with this identity is now the one serving."""
-        self.model_info.clear()
+        if self._info_labels is not None:
+            # Not clear(): with several workers the old series lives on in their shared files.
+            self.model_info.labels(*self._info_labels).set(0)
         name, version = identity["name"], identity.get("version") or ""
-        self.model_info.labels(
-            name,
-            version,
-            identity.get("alias") or "",
-            identity.get("run_id") or "",
-            identity["uri"],
-        ).set(1)
+        alias, run_id = identity.get("alias") or "", identity.get("run_id") or ""
+        self._info_labels = (name, version, alias, run_id, identity["uri"])
+        self.model_info.labels(*self._info_labels).set(1)
         self.load_seconds.labels(name, version).set(load_seconds)
         self.ready.set(1)
 
@@ -88,6 +93,11 @@ class Metrics:
             self.classes.labels(model, version, key).inc(n)
 
     def render(self) -> bytes:
+        """The exposition: of this process, or of all workers in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """Port `python -m app` listens on."""
 
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes `python -m app` runs; each loads the model. /metrics adds them up."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,48 @@ def test_model_that_cannot_load_exits_1_with_one_clear_line(tmp_path: Path) -> N
     fatal = [line for line in result.stderr.splitlines() if "CRITICAL" in line]
     assert len(fatal) == 1
     assert "giving up: model models:/sk_model@champion not loaded after 2s" in fatal[0]
+
+
+def _count(metrics: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(prefix)
+    )
+
+
+def test_two_workers_serve_and_metrics_add_up_across_them(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = python_env(
+        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
+        drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
+    )
+    args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
+    with running(args, env, tmp_path / "app.log") as server:
+        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        for _ in range(40):
+            body = _post(f"http://127.0.0.1:{port}/predict", {"records": [IRIS_EXAMPLE] * 3})
+            assert body["predictions"] == [2, 2, 2]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(40) == 0, server.output()
+        log = server.output()
+    pids = set(re.findall(r"INFO:     Started server process \[(\d+)\]", log))
+    assert len(pids) == 2, "two worker processes served"
+    assert _count(metrics, 'http_requests_total{method="POST",route="/predict",status="200"}') == 40
+    assert _count(metrics, "predicted_rows_total") == 120
+
+
+def test_workers_that_cannot_load_stop_the_service_with_exit_1(tmp_path: Path) -> None:
+    env = python_env(
+        {
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+            "MODEL_URI": "models:/sk_model@champion",
+            "MODEL_LOAD_TIMEOUT": "1",
+        },
+        drop=MLFLOW_VARS,
+    )
+    result = _app(["--port", str(free_port()), "--workers", "2"], env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "giving up: model models:/sk_model@champion not loaded after 1s" in result.stderr

@@ -1,0 +1,176 @@
+"""Running the app under uvicorn: one process, or a supervisor and N worker processes.
+
+- Every accepted TCP connection gets TCP_NODELAY. uvicorn leaves it unset on a socket shared
+  by several workers (uvicorn #3149), which delays each small keep-alive answer by ~40 ms
+  (Nagle + delayed ACK); setting it in the HTTP protocol fixes it for any worker count.
+- With N > 1 workers the supervisor binds the socket, starts N spawned workers that serve on
+  it, and points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder so /metrics adds up all workers.
+  A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
+  SIGTERM or SIGINT stops the workers gracefully and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with Nagle's algorithm off on every connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("mlflow", "botocore", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _ignore_signals_after_shutdown() -> None:
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler it
+    # found: make that a no-op so a requested stop exits 0, not -15.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+
+
+def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
+    """Serve in this process until stopped; 0 on a requested stop, 1 if the model never loaded."""
+    from app.main import create_app
+
+    exit_code = 0
+    server: uvicorn.Server | None = None
+
+    def fatal() -> None:
+        nonlocal exit_code
+        exit_code = 1
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=fatal)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=NoDelayHttpToolsProtocol,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    _ignore_signals_after_shutdown()
+    server.run(sockets=[sock] if sock is not None else None)
+    if exit_code == 0 and not server.started:
+        exit_code = 1  # could not bind, or the lifespan failed to start
+    return exit_code
+
+
+def _worker(settings_data: dict[str, Any], sock: socket.socket) -> None:
+    settings = Settings(**settings_data)
+    configure_logging(settings.log_level)
+    sys.exit(_serve_one(settings, sock))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _supervise(settings: Settings) -> int:
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as exc:
+        logger.critical("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        return 1
+    own_dir = MULTIPROC_ENV not in os.environ
+    metrics_dir = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="model-serving-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    context = multiprocessing.get_context("spawn")
+    data = settings.model_dump(mode="json")
+    workers = [
+        context.Process(target=_worker, args=(data, sock), name=f"worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for process in workers:
+        process.start()
+    logger.info(
+        "serving on http://%s:%d with %d workers (pids %s)",
+        settings.host, sock.getsockname()[1], len(workers), [p.pid for p in workers],
+    )  # fmt: skip
+    exit_code = 0
+    try:
+        while not stopping:
+            dead = [p for p in workers if p.exitcode is not None]
+            if dead:
+                code = dead[0].exitcode
+                exit_code = 1 if code else 0
+                logger.log(
+                    logging.CRITICAL if code else logging.INFO,
+                    "worker %s exited with %s: stopping the service", dead[0].pid, code,
+                )  # fmt: skip
+                break
+            time.sleep(0.2)
+    finally:
+        for process in workers:
+            if process.exitcode is None and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 35
+        for process in workers:
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.exitcode is None:
+                process.kill()
+                process.join(5)
+        sock.close()
+        if own_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    if exit_code == 0 and any(p.exitcode not in (0, None) for p in workers):
+        exit_code = 1
+    return exit_code
+
+
+def serve(settings: Settings) -> int:
+    """Run the service as `settings` say; the process's exit code."""
+    if settings.workers == 1:
+        return _serve_one(settings)
+    return _supervise(settings)
