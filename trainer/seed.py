@@ -30,6 +30,9 @@ CREATE_TABLE = sql.SQL(
 COLUMNS = ("timestamp", "sepal_length", "sepal_width", "petal_length", "petal_width", "target")
 
 
+SHUFFLE_SEED = 2022
+
+
 def connect(url: str) -> Connection:
     try:
         return psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
@@ -70,14 +73,17 @@ def count(conn: Connection, table: str) -> int:
 def seed(url: str, table: str) -> int:
     """Create the table and, only if it is empty, fill it with the 150 iris rows.
 
-    Returns the number of rows inserted (0 when the table already had rows).
+    The rows go in a fixed shuffled order, as a data generator would have sent them: the
+    trainer reads the latest 100 by id, and in the data set's own order (sorted by class)
+    those would hold no setosa at all. Returns the number of rows inserted (0 when the table
+    already had rows).
     """
     conn = connect(url)
     try:
         create_table(conn, table)
         if count(conn, table) > 0:
             return 0
-        return insert(conn, table, iris_frame())
+        return insert(conn, table, iris_frame().sample(frac=1.0, random_state=SHUFFLE_SEED))
     except psycopg2.Error as exc:
         raise TrainerError(f"cannot seed table {table!r}: {first_line(exc)}") from None
     finally:

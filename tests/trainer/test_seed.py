@@ -62,6 +62,20 @@ def test_seeding_again_adds_nothing(database: str) -> None:
     assert count(database) == 150
 
 
+def test_the_latest_100_rows_the_trainer_reads_hold_every_class(database: str) -> None:
+    seed.seed(database, "iris_data")
+    conn = psycopg2.connect(database)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT target, count(*) FROM (SELECT target FROM iris_data ORDER BY id DESC LIMIT 100)"
+            " AS latest GROUP BY target ORDER BY target"
+        )
+        per_class = dict(cur.fetchall())
+    conn.close()
+    assert set(per_class) == {0, 1, 2}
+    assert min(per_class.values()) >= 20, per_class
+
+
 def test_seed_into_another_table(database: str) -> None:
     assert seed.seed(database, "Flowers 2") == 150
     assert count(database, "Flowers 2") == 150
