@@ -1,0 +1,598 @@
+"""Benchmark: this API against `mlflow models serve` and a floor app, side by side (issue 4).
+
+    .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
+                                  [--only api,mlflow,floor] [--cases a,b,c]
+                                  [--mlflow-workers N] [--format split|records]
+
+In one run it
+1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
+   registered as models:/sk_model@champion in an SQLite store under bench/.store/;
+2. starts, each on a free loopback port in its own process group, this API
+   (`python -m app`), `mlflow models serve --env-manager local` on the same model, and the
+   floor app (bench/floor_app.py: parse the JSON body, answer a constant, on the API's
+   uvicorn settings);
+3. checks that the API and mlflow return the same predictions for every payload, and stops
+   if they do not;
+4. drives each server with wrk (installed with apt-get if missing) through bench/wrk_post.lua:
+   (a) 1 row, 1 connection, 1 thread; (b) 1 row, 32 connections, 2 threads;
+   (c) 1000 rows per request, 4 connections, 2 threads; a warm-up run before each measure;
+5. prints req/s, rows/s, p50, p99 and errors per case and server, the API's ratios to
+   mlflow and to the floor, the machine, and issue 4's targets with PASS/FAIL, and writes it
+   all to bench/results/<timestamp>.json.
+
+Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
+on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
+could be checked passed, 1 when one failed, 2 on a setup error (e.g. predictions differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+STORE = BENCH / ".store"
+RESULTS = BENCH / "results"
+LUA = BENCH / "wrk_post.lua"
+HOST = "127.0.0.1"
+MODEL_URI = "models:/sk_model@champion"
+
+sys.path.insert(0, str(ROOT))
+from tests.servers import Server, free_port, python_env  # noqa: E402
+from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
+
+SERVERS = ("api", "mlflow", "floor")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    title: str
+    rows: int
+    connections: int
+    threads: int
+
+
+CASES = {
+    "a": Case("a", "1 row, 1 connection", 1, 1, 1),
+    "b": Case("b", "1 row, 32 connections", 1, 32, 2),
+    "c": Case("c", "1000 rows, 4 connections", 1000, 4, 2),
+}
+
+
+class BenchError(Exception):
+    """A setup problem that makes the figures meaningless: stop, say why."""
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# -- setup -----------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise BenchError("wrk is not on PATH; install it (Debian/Ubuntu: apt-get install wrk)")
+    log("wrk not found: apt-get install -y wrk")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        subprocess.run(cmd, check=True, timeout=600, stdin=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("apt-get installed wrk but it is still not on PATH")
+    return found
+
+
+def store_env() -> dict[str, str]:
+    """The environment of every process started here: the bench store, the venv's bin first
+    (`mlflow models serve` execs `uvicorn` from PATH); OPENBLAS_* and the rest pass through."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join([venv_bin, os.environ.get("PATH", "")])
+    return python_env({"MLFLOW_TRACKING_URI": f"sqlite:///{STORE / 'mlflow.db'}", "PATH": path})
+
+
+def ensure_model() -> dict[str, Any]:
+    """Train and register the reference model once; later runs reuse it."""
+    STORE.mkdir(parents=True, exist_ok=True)
+    args = ["train", "--register", "--alias", "champion", "--skip-if-exists", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        env=store_env(),
+        cwd=STORE,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"trainer failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    info: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    log(
+        f"model {info['registered_model_uri']} = version {info['version']}, run {info['run_id']}"
+        f" ({'reused' if info.get('skipped') else 'trained'})"
+    )
+    return info
+
+
+def make_rows() -> tuple[list[float], list[list[float]]]:
+    """One row, and 1000 rows spread around the iris data (fixed seed), in IRIS_FEATURES order."""
+    import numpy as np
+
+    data = iris_frame()[list(IRIS_FEATURES)].to_numpy()
+    rng = np.random.default_rng(2022)
+    many = data[rng.integers(0, len(data), 1000)] + rng.normal(0, 0.25, (1000, data.shape[1]))
+    many = np.round(np.clip(many, 0.1, None), 2)
+    return [6.7, 3.3, 5.7, 2.1], many.tolist()
+
+
+def body(rows: list[list[float]], fmt: str) -> bytes:
+    columns = list(IRIS_FEATURES)
+    if fmt == "split":
+        doc: dict[str, Any] = {"dataframe_split": {"columns": columns, "data": rows}}
+    else:
+        doc = {"dataframe_records": [dict(zip(columns, row, strict=True)) for row in rows]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def app_supports_workers() -> bool:
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--help"],
+        cwd=STORE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    return "--workers" in out
+
+
+def start_servers(
+    stack: contextlib.ExitStack, which: list[str], workers: int, mlflow_workers: int | None
+) -> tuple[dict[str, tuple[Server, str]], dict[str, Any]]:
+    """Start the servers; return {name: (server, predict url)} and what was started how."""
+    env = store_env()
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started: dict[str, tuple[Server, str, str, float]] = {}
+    setup: dict[str, Any] = {}
+
+    api_workers = workers
+    if workers > 1 and not app_supports_workers():
+        log(
+            "`python -m app --help` shows no --workers:"
+            f" the API and the floor run 1 worker, not {workers}"
+        )
+        api_workers = 1
+    setup["api_workers"] = api_workers
+
+    def start(name: str, args: list[str], extra: dict[str, str], path: str, ready: str) -> None:
+        port = free_port()
+        args = [a.replace("{port}", str(port)) for a in args]
+        server = Server(args, {**env, **extra}, logs / f"{name}.log", STORE)
+        stack.enter_context(_stopping(name, server))
+        base = f"http://{HOST}:{port}"
+        started[name] = (server, base + path, base + ready, 300.0 if name == "mlflow" else 120.0)
+        setup[name] = {"command": args, "port": port}
+        log(f"started {name}: {' '.join(args)}")
+
+    if "api" in which:
+        args = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
+        if api_workers > 1:
+            args += ["--workers", str(api_workers)]
+        start("api", args, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
+    if "mlflow" in which:
+        mlflow = str(Path(sys.executable).with_name("mlflow"))
+        args = [mlflow, "models", "serve", "-m", MODEL_URI, "--env-manager", "local"]
+        args += ["-h", HOST, "-p", "{port}"]
+        if mlflow_workers is not None:
+            args += ["-w", str(mlflow_workers)]
+        start("mlflow", args, {}, "/invocations", "/ping")
+    if "floor" in which:
+        args = [sys.executable, str(BENCH / "floor_app.py"), "--host", HOST, "--port", "{port}"]
+        args += ["--workers", str(api_workers)]
+        start("floor", args, {}, "/predict", "/ping")
+
+    for name, (server, _, ready, timeout) in started.items():
+        t0 = time.monotonic()
+        try:
+            server.wait_http(ready, timeout=timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            raise BenchError(f"{name} did not become ready: {exc}") from None
+        log(f"{name} ready in {time.monotonic() - t0:.1f}s")
+    return {name: (s, url) for name, (s, url, _, _) in started.items()}, setup
+
+
+@contextlib.contextmanager
+def _stopping(name: str, server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        log(f"stopped {name} (exit {server.stop()})")
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def post(url: str, data: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()[:500]
+
+
+def check_predictions(
+    urls: dict[str, str], payloads: dict[str, list[list[float]]], fmt: str
+) -> None:
+    """Same predictions from the API and mlflow for every payload; the floor answers 200."""
+    for label, rows in payloads.items():
+        answers: dict[str, Any] = {}
+        for name, url in urls.items():
+            status, doc = post(url, body(rows, fmt))
+            if status != 200:
+                raise BenchError(f"{name} answered {status} to the {label} payload: {doc!r}")
+            if name != "floor":
+                answers[name] = doc["predictions"]
+        if "api" in answers:
+            # The API's own formats must agree with what it answers to mlflow's.
+            columns = list(IRIS_FEATURES)
+            records = [dict(zip(columns, row, strict=True)) for row in rows]
+            native = records[0] if len(records) == 1 else {"records": records}
+            for other_fmt, data in (
+                ("native", json.dumps(native).encode()),
+                (
+                    "split" if fmt == "records" else "records",
+                    body(rows, "records" if fmt == "split" else "split"),
+                ),
+            ):
+                status, doc = post(urls["api"], data)
+                if status != 200 or doc["predictions"] != answers["api"]:
+                    raise BenchError(
+                        f"api: {label} payload in {other_fmt} format answers differently"
+                    )
+        if len(answers) == 2 and answers["api"] != answers["mlflow"]:
+            diff = [
+                i
+                for i, (x, y) in enumerate(zip(answers["api"], answers["mlflow"], strict=False))
+                if x != y
+            ]
+            raise BenchError(
+                f"predictions differ for the {label} payload: api {len(answers['api'])} vs mlflow"
+                f" {len(answers['mlflow'])} answers, first differing rows {diff[:10]}"
+            )
+        classes = sorted({str(p) for p in next(iter(answers.values()), [])})
+        log(
+            f"{label} payload: {', '.join(sorted(urls))} agree"
+            f" ({len(rows)} rows, classes {classes})"
+        )
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def wrk(binary: str, url: str, body_file: Path, case: Case, seconds: float) -> dict[str, Any]:
+    cmd = [binary, "-t", str(case.threads), "-c", str(case.connections)]
+    cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA), url]
+    env = {**os.environ, "BENCH_BODY": str(body_file)}
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL
+    )
+    match = re.search(r"^BENCH_JSON (\{.*\})$", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or match is None:
+        raise BenchError(
+            f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+    raw: dict[str, Any] = json.loads(match.group(1))
+    secs = raw["duration_us"] / 1e6
+    socket_errors = sum(
+        raw[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    return {
+        "requests": raw["requests"],
+        "seconds": round(secs, 3),
+        "rps": raw["requests"] / secs,
+        "rows_per_s": raw["requests"] * case.rows / secs,
+        "p50_ms": raw["p50_us"] / 1e3,
+        "p90_ms": raw["p90_us"] / 1e3,
+        "p99_ms": raw["p99_us"] / 1e3,
+        "max_ms": raw["max_us"] / 1e3,
+        "mean_ms": raw["mean_us"] / 1e3,
+        "non_2xx": raw["non_2xx_3xx"],
+        "socket_errors": socket_errors,
+        "errors": raw["non_2xx_3xx"] + socket_errors,
+        "wrk": raw,
+    }
+
+
+def ratios(case: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    api = case.get("api")
+    for other in ("mlflow", "floor"):
+        ref = case.get(other)
+        if api is None or ref is None:
+            continue
+        out[f"api/{other}"] = {
+            "rps": api["rps"] / ref["rps"] if ref["rps"] else float("inf"),
+            "p50": api["p50_ms"] / ref["p50_ms"] if ref["p50_ms"] else float("inf"),
+            "p99": api["p99_ms"] / ref["p99_ms"] if ref["p99_ms"] else float("inf"),
+        }
+    return out
+
+
+def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, bool | None, str]]:
+    """Issue 4's targets: (target, passed or None when not measured, the figures)."""
+
+    def get(case: str, server: str, key: str) -> float | None:
+        value = results.get(case, {}).get(server, {}).get(key)
+        return None if value is None else float(value)
+
+    out: list[tuple[str, bool | None, str]] = []
+
+    def at_least(label: str, value: float | None, ref: float | None, factor: float) -> None:
+        if value is None or ref is None:
+            out.append((label, None, "not measured"))
+            return
+        ratio = value / ref if ref else float("inf")
+        out.append((label, value >= factor * ref, f"{value:,.1f} vs {ref:,.1f} ({ratio:.2f}x)"))
+
+    def at_most(label: str, value: float | None, ref: float | None, factor: float) -> None:
+        if value is None or ref is None:
+            out.append((label, None, "not measured"))
+            return
+        ratio = value / ref if ref else float("inf")
+        out.append((label, value <= factor * ref, f"{value:.2f} ms vs {ref:.2f} ms ({ratio:.3f}x)"))
+
+    at_least("(b) API req/s >= 12x mlflow", get("b", "api", "rps"), get("b", "mlflow", "rps"), 12)
+    at_least(
+        "(b) API req/s >= 75% of floor", get("b", "api", "rps"), get("b", "floor", "rps"), 0.75
+    )
+    at_most(
+        "(b) API p99 <= 1/10 of mlflow",
+        get("b", "api", "p99_ms"),
+        get("b", "mlflow", "p99_ms"),
+        0.1,
+    )
+    at_most(
+        "(a) API p50 <= 1/5 of mlflow", get("a", "api", "p50_ms"), get("a", "mlflow", "p50_ms"), 0.2
+    )
+    at_least(
+        "(c) API rows/s >= 4x mlflow",
+        get("c", "api", "rows_per_s"),
+        get("c", "mlflow", "rows_per_s"),
+        4,
+    )
+    api_cases = {c: s["api"] for c, s in results.items() if "api" in s}
+    if api_cases:
+        bad = {c: (r["non_2xx"], r["socket_errors"]) for c, r in api_cases.items() if r["errors"]}
+        detail = ", ".join(f"({c}) {n} non-2xx + {s} socket" for c, (n, s) in bad.items())
+        out.append(
+            (
+                "API: no failed or non-2xx request",
+                not bad,
+                detail or f"0 in ({','.join(api_cases)})",
+            )
+        )
+    else:
+        out.append(("API: no failed or non-2xx request", None, "not measured"))
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def machine(wrk_binary: str) -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in (
+        "mlflow",
+        "uvicorn",
+        "fastapi",
+        "starlette",
+        "uvloop",
+        "httptools",
+        "orjson",
+        "scikit-learn",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    wrk_version = subprocess.run(
+        [wrk_binary, "--version"], capture_output=True, text=True, timeout=10
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0].strip(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+    }
+
+
+def report(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+    m = doc["machine"]
+    v = m["versions"]
+    lines.append(
+        f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), Linux {m['kernel']}"
+    )
+    lines.append(
+        f"python {m['python']}, mlflow {v.get('mlflow')}, uvicorn {v.get('uvicorn')}, fastapi"
+        f" {v.get('fastapi')}, uvloop {v.get('uvloop')}, httptools {v.get('httptools')};"
+        f" {m['wrk']}"
+    )
+    o = doc["options"]
+    lines.append(
+        f"options: {o['duration']:g}s per case after {o['warmup']:g}s warm-up, body format"
+        f" {o['format']}, API/floor workers {doc['setup'].get('api_workers')}, mlflow workers"
+        f" {o['mlflow_workers'] or 'default'}; env {m['env'] or '{}'}"
+    )
+    header = (
+        f"{'case':<30}{'server':<8}{'req/s':>10}{'rows/s':>12}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
+    lines += ["", header, "-" * len(header)]
+    for name, case in doc["cases"].items():
+        title = f"({name}) {CASES[name].title}"
+        for server in SERVERS:
+            r = case["servers"].get(server)
+            if r is None:
+                continue
+            lines.append(
+                f"{title:<30}{server:<8}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
+                f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+            )
+            title = ""
+        for pair, ratio in case["ratios"].items():
+            lines.append(
+                f"{'':<30}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
+                f"   p99 x{ratio['p99']:.3f}"
+            )
+        lines.append("")
+    lines.append("targets (issue 4):")
+    for label, passed, detail in doc["targets"]:
+        verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
+        lines.append(f"  {verdict}  {label:<36} {detail}")
+    return "\n".join(lines)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description="This API vs mlflow models serve vs a floor app, with wrk."
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds measured per case (10)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per case (2)")
+    parser.add_argument("--workers", type=int, default=1, help="API and floor workers (1)")
+    parser.add_argument(
+        "--mlflow-workers", type=int, help="mlflow models serve -w (default: mlflow's)"
+    )
+    parser.add_argument("--only", default="api,mlflow,floor", help="servers (api,mlflow,floor)")
+    parser.add_argument("--cases", default="a,b,c", help="cases to run (a,b,c)")
+    parser.add_argument(
+        "--format", choices=("split", "records"), default="split",
+        help="body: dataframe_split or dataframe_records, the same for every server (split)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    args.only = [s for s in SERVERS if s in {x.strip() for x in args.only.split(",")}]
+    args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
+    if not args.only or not args.cases:
+        parser.error("--only and --cases must name at least one server and one case")
+    if args.duration < 1 or args.warmup < 0 or args.workers < 1:
+        parser.error("--duration >= 1, --warmup >= 0 and --workers >= 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> int:
+    wrk_binary = ensure_wrk()
+    model = ensure_model()
+    one, many = make_rows()
+    payloads = {"1-row": [one], "1000-row": many}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    doc: dict[str, Any] = {
+        "timestamp": stamp,
+        "machine": machine(wrk_binary),
+        "options": {
+            k: getattr(args, k)
+            for k in ("duration", "warmup", "workers", "mlflow_workers", "only", "cases", "format")
+        },
+        "model": {
+            k: model.get(k) for k in ("registered_model_uri", "version", "run_id", "metrics")
+        },
+        "cases": {},
+    }
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        servers, doc["setup"] = start_servers(stack, args.only, args.workers, args.mlflow_workers)
+        urls = {name: url for name, (_, url) in servers.items()}
+        check_predictions(urls, payloads, args.format)
+        files = {}
+        for label, rows in payloads.items():
+            files[label] = Path(tmp) / f"{label}.json"
+            files[label].write_bytes(body(rows, args.format))
+        for name in args.cases:
+            case = CASES[name]
+            body_file = files["1-row" if case.rows == 1 else "1000-row"]
+            measured: dict[str, Any] = {}
+            for server in args.only:
+                proc = servers[server][0].proc
+                if args.warmup > 0:
+                    wrk(wrk_binary, urls[server], body_file, case, args.warmup)
+                result = wrk(wrk_binary, urls[server], body_file, case, args.duration)
+                if proc.poll() is not None:
+                    raise BenchError(f"{server} exited ({proc.returncode}) during case ({name})")
+                measured[server] = result
+                log(
+                    f"({name}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
+                    f" p99 {result['p99_ms']:.2f} ms, {result['errors']} errors"
+                )
+            doc["cases"][name] = {
+                "case": vars(case),
+                "servers": measured,
+                "ratios": ratios(measured),
+            }
+    doc["targets"] = targets({c: v["servers"] for c, v in doc["cases"].items()})
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(report(doc))
+    print(f"\nresults: {out.relative_to(ROOT)}")
+    return 1 if any(passed is False for _, passed, _ in doc["targets"]) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the ExitStack: servers get stopped
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        return run(args)
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
