@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,7 @@ RESULTS = BENCH / "results"
 LUA = BENCH / "wrk_post.lua"
 HOST = "127.0.0.1"
 MODEL_URI = "models:/sk_model@champion"
+NOISY_CORES = 0.2  # CPU used by processes not ours during a run, above which we warn
 
 sys.path.insert(0, str(ROOT))
 from tests.servers import Server, free_port, python_env  # noqa: E402
@@ -298,6 +300,48 @@ def check_predictions(
 # -- load ------------------------------------------------------------------------------------
 
 
+# -- CPU accounting: the machine is shared, so say how much CPU others used during a run ----
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / TICK
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of process group `pgid`."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rest = stat.read_text().rsplit(")", 1)[1].split()
+            if int(rest[2]) == pgid:
+                total += int(rest[11]) + int(rest[12])  # utime + stime
+    return total / TICK
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    binary: str, url: str, body_file: Path, case: Case, seconds: float, pgid: int
+) -> dict[str, Any]:
+    """One wrk run, plus the cores used by the server, by wrk, and by everything else."""
+    before = (machine_busy(), group_cpu(pgid), children_cpu(), time.monotonic())
+    result = wrk(binary, url, body_file, case, seconds)
+    after = (machine_busy(), group_cpu(pgid), children_cpu(), time.monotonic())
+    busy, server, load, wall = (b - a for a, b in zip(before, after, strict=True))
+    result["server_cores"] = server / wall
+    result["wrk_cores"] = load / wall
+    result["other_cores"] = max(0.0, busy - server - load) / wall
+    return result
+
+
 def wrk(binary: str, url: str, body_file: Path, case: Case, seconds: float) -> dict[str, Any]:
     cmd = [binary, "-t", str(case.threads), "-c", str(case.connections)]
     cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA), url]
@@ -463,7 +507,7 @@ def report(doc: dict[str, Any]) -> str:
     )
     header = (
         f"{'case':<30}{'server':<8}{'req/s':>10}{'rows/s':>12}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}   cores: server wrk others"
     )
     lines += ["", header, "-" * len(header)]
     for name, case in doc["cases"].items():
@@ -475,6 +519,7 @@ def report(doc: dict[str, Any]) -> str:
             lines.append(
                 f"{title:<30}{server:<8}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
                 f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
+                f"{r['server_cores']:>17.2f}{r['wrk_cores']:>5.2f}{r['other_cores']:>7.2f}"
             )
             title = ""
         for pair, ratio in case["ratios"].items():
@@ -482,6 +527,18 @@ def report(doc: dict[str, Any]) -> str:
                 f"{'':<30}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
                 f"   p99 x{ratio['p99']:.3f}"
             )
+        lines.append("")
+    noisy = [
+        f"({name}) {server} {r['other_cores']:.2f}"
+        for name, case in doc["cases"].items()
+        for server, r in case["servers"].items()
+        if r["other_cores"] > NOISY_CORES
+    ]
+    if noisy:
+        lines.append(
+            "warning: other processes kept more than"
+            f" {NOISY_CORES:g} core busy during: {', '.join(noisy)}; those figures are disturbed"
+        )
         lines.append("")
     lines.append("targets (issue 4):")
     for label, passed, detail in doc["targets"]:
@@ -556,13 +613,15 @@ def run(args: argparse.Namespace) -> int:
                 proc = servers[server][0].proc
                 if args.warmup > 0:
                     wrk(wrk_binary, urls[server], body_file, case, args.warmup)
-                result = wrk(wrk_binary, urls[server], body_file, case, args.duration)
+                result = measure(wrk_binary, urls[server], body_file, case, args.duration, proc.pid)
                 if proc.poll() is not None:
                     raise BenchError(f"{server} exited ({proc.returncode}) during case ({name})")
                 measured[server] = result
                 log(
                     f"({name}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
-                    f" p99 {result['p99_ms']:.2f} ms, {result['errors']} errors"
+                    f" p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; cores: server"
+                    f" {result['server_cores']:.2f}, wrk {result['wrk_cores']:.2f},"
+                    f" others {result['other_cores']:.2f}"
                 )
             doc["cases"][name] = {
                 "case": vars(case),
