@@ -2,10 +2,10 @@
 
 Requests that arrive while the model is busy queue up; when it is free, everything queued (up
 to `max_rows`) goes in one predict call, on a worker thread so the event loop never blocks.
-When other requests are already on their way in (`in_flight` counts requests between arrival
-and answer), the batcher waits up to `max_wait` seconds for them to join; a lone request never
-waits. Each caller gets exactly its own rows back. If a combined call fails, every request in
-it is retried alone, so an error reaches only the request that caused it.
+When other requests are already on their way in (`in_flight()` counts requests between
+arrival and answer), the batcher waits up to `max_wait` seconds for them to join; a lone
+request never waits. Each caller gets exactly its own rows back. If a combined call fails,
+every request in it is retried alone, so an error reaches only the request that caused it.
 """
 
 from __future__ import annotations
@@ -44,12 +44,14 @@ class MicroBatcher:
         *,
         max_rows: int = 256,
         max_wait: float = 0.002,
+        in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._predict = predict
         self._executor = executor
         self.max_rows = max_rows
         self.max_wait = max_wait
-        self.in_flight = 0
+        self._in_flight = in_flight
+        self._busy = False
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # model calls made, for tests and metrics
@@ -87,7 +89,7 @@ class MicroBatcher:
         while rows < self.max_rows:
             if not self._queue.empty():
                 job = self._queue.get_nowait()
-            elif self.in_flight > len(jobs) and (remaining := deadline - loop.time()) > 0:
+            elif self._in_flight() > len(jobs) and (remaining := deadline - loop.time()) > 0:
                 # Others have arrived and are still being parsed: give them a moment.
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
@@ -110,29 +112,42 @@ class MicroBatcher:
             if not jobs:
                 continue
             self.batches += 1
-            matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
-
-            def run(m: np.ndarray) -> asyncio.Future[list[Any]]:
-                return loop.run_in_executor(self._executor, self._predict, m)
-
+            self._busy = True
             try:
-                predictions = await run(matrix)
-            except Exception as exc:
-                if len(jobs) == 1:
-                    _settle(jobs[0], exc=exc)
-                    continue
-                for job in jobs:  # isolate the failure to the request that caused it
-                    try:
-                        alone = await run(job.matrix)
-                    except Exception as single:
-                        _settle(job, exc=single)
-                    else:
-                        _settle(job, result=alone)
-                continue
-            start = 0
-            for job in jobs:
-                _settle(job, result=predictions[start : start + job.rows])
-                start += job.rows
+                await self._call(loop, jobs)
+            finally:
+                self._busy = False
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until nothing is queued or being predicted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._busy or not self._queue.empty()) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        def run(m: np.ndarray) -> asyncio.Future[list[Any]]:
+            return loop.run_in_executor(self._executor, self._predict, m)
+
+        matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
+        try:
+            predictions = await run(matrix)
+        except Exception as exc:
+            if len(jobs) == 1:
+                _settle(jobs[0], exc=exc)
+                return
+            for job in jobs:  # isolate the failure to the request that caused it
+                try:
+                    alone = await run(job.matrix)
+                except Exception as single:
+                    _settle(job, exc=single)
+                else:
+                    _settle(job, result=alone)
+            return
+        start = 0
+        for job in jobs:
+            _settle(job, result=predictions[start : start + job.rows])
+            start += job.rows
 
 
 def _settle(job: _Job, *, result: list[Any] | None = None, exc: Exception | None = None) -> None:

@@ -51,9 +51,20 @@ class Readiness(BaseModel):
     model: dict[str, Any] | None = None
 
 
+class ReloadResult(BaseModel):
+    status: str = Field(description="reloaded, or unchanged (same version; use force=true).")
+    model: dict[str, Any] = Field(description="The model now serving.")
+    previous: dict[str, Any] | None = Field(description="The model it replaced, if reloaded.")
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
+        401: "No API key sent (Authorization: Bearer <API_KEY>).",
+        403: "Wrong API key.",
+        408: "The request body did not arrive within BODY_TIMEOUT.",
+        502: "Reload failed; the previous model is still serving.",
+        504: "No answer within REQUEST_TIMEOUT.",
         413: "Body over MAX_BODY_BYTES.",
         415: "Content type is not application/json.",
         422: "The body does not fit the model's input schema; `details` names each problem.",

@@ -64,6 +64,37 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class RequestTimeout(ServiceError):
+    """The client did not send its body in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class GatewayTimeout(ServiceError):
+    """The answer took longer than REQUEST_TIMEOUT."""
+
+    status = 504
+    code = "timeout"
+
+
+class ReloadFailed(ServiceError):
+    """A reload could not load the new model; the old one is still serving."""
+
+    status = 502
+    code = "reload_failed"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
 class PredictionFailed(ServiceError):
     """The model itself raised on input that passed validation."""
 
@@ -128,7 +159,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def service_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.contract import request_schemas
-from app.errors import install_error_handlers
+from app.errors import ServiceError, install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.predictor import MlflowPredictor
-from app.routes import router
+from app.routes import admin, router
 from app.service import ModelService, PredictorFactory
 from app.settings import Settings, get_settings
 
@@ -26,25 +28,30 @@ def create_app(
     *,
     predictor_factory: PredictorFactory | None = None,
     on_fatal: Callable[[], None] | None = None,
+    on_reloaded: Callable[[], None] | None = None,
 ) -> FastAPI:
     """A new app serving the model `settings` names. Loading starts with the lifespan.
 
     `on_fatal` is called when the model cannot be loaded within the retry budget (the CLI
-    uses it to stop the server and exit non-zero). `predictor_factory` swaps the MLflow
+    uses it to stop the server and exit non-zero); `on_reloaded` after a reload through
+    the API (a worker uses it to have its siblings reload too). `predictor_factory` swaps the MLflow
     loader for another `Predictor` (tests).
     """
     settings = settings or get_settings()
     uri = settings.resolved_model_uri
     factory = predictor_factory or (lambda: MlflowPredictor(uri))
     metrics = Metrics()
-    service = ModelService(settings, factory, metrics, on_fatal=on_fatal)
+    service = ModelService(settings, factory, metrics, on_fatal=on_fatal, on_reloaded=on_reloaded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        hangup = _reload_on_hangup(service)
         try:
             yield
         finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await service.stop()
 
     app = FastAPI(
@@ -57,10 +64,31 @@ def create_app(
     app.state.service = service
     app.state.metrics = metrics
     app.include_router(router)
+    if settings.api_key is not None:
+        app.include_router(admin.router)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi_for(app, service)  # type: ignore[method-assign]
     return app
+
+
+def _reload_on_hangup(service: ModelService) -> bool:
+    """SIGHUP reloads the model (as POST /admin/reload does), where signals can be handled."""
+    loop = asyncio.get_running_loop()
+
+    async def reload() -> None:
+        try:
+            result = await service.reload(notify=False)
+        except ServiceError as exc:
+            logger.error("SIGHUP reload: %s", exc.message)
+        else:
+            logger.info("SIGHUP reload: %s", result["status"])
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False  # not the main thread (e.g. a test client): no signals here
+    return True
 
 
 def _openapi_for(app: FastAPI, service: ModelService) -> Callable[[], dict[str, Any]]:

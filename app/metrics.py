@@ -61,6 +61,10 @@ class Metrics:
         self.load_failures = Counter(
             "model_load_failures", "Failed attempts to load a model.", registry=r
         )
+        self.reloads = Counter(
+            "model_reloads", "Reloads, by result: success, unchanged, failure.",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.model_info = Gauge(
             "model_info", "The model being served (value 1), by identity.",
             ["model", "version", "alias", "run_id", "uri"], registry=r,

@@ -79,6 +79,9 @@ class Predictor(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    def resolve(self) -> ModelIdentity:
+        """What the URI means now (an alias's current version), without loading (blocking)."""
+
     def load(self) -> None:
         """Load the model (blocking); raise LoadError on failure."""
 
@@ -163,6 +166,15 @@ class MlflowPredictor:
             return ModelIdentity(self.uri, mv.name, str(mv.version), None, mv.run_id), self.uri
         # models:/<name>/<stage> (deprecated stages) or models:/<model_id>: load as given.
         return ModelIdentity(self.uri, self.uri.removeprefix("models:/")), self.uri
+
+    def resolve(self) -> ModelIdentity:
+        from mlflow import MlflowClient
+
+        try:
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+            return self._resolve(client)[0]
+        except Exception as exc:
+            raise load_error(exc) from exc
 
     def load(self) -> None:
         import mlflow
@@ -310,7 +322,16 @@ class MlflowPredictor:
             return _to_list(self._pyfunc.predict(data))
         except MlflowException as exc:
             # MLflow's own schema check; its message may quote the input, so it is not sent.
-            raise InvalidInput("the model's schema check rejected the input") from exc
+            message = "the model's schema check rejected the input"
+            raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
+        except ValueError as exc:
+            # Valid by the signature, yet not computable (e.g. 1e308 overflows once scaled).
+            logger.info("the model refused an input: %s", str(exc).splitlines()[0][:200])
+            message = (
+                "the model cannot predict on these values (ValueError): check for values far "
+                "outside the range it was trained on"
+            )
+            raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
         except Exception as exc:
             logger.error("predict failed: %s", type(exc).__name__, exc_info=exc)
             raise PredictionFailed(f"the model failed to predict ({type(exc).__name__})") from exc

@@ -6,7 +6,8 @@
 - With N > 1 workers the supervisor binds the socket, starts N spawned workers that serve on
   it, and points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder so /metrics adds up all workers.
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
-  SIGTERM or SIGINT stops the workers gracefully and exits 0.
+  SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP (or POST /admin/reload
+  in any worker) makes every worker reload.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SUPERVISOR_ENV = "MODEL_SERVING_SUPERVISOR_PID"
 
 
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
@@ -72,7 +74,14 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=fatal)
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+
+    def reloaded() -> None:
+        if supervisor and supervisor.isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(supervisor), signal.SIGHUP)  # the siblings reload too
+
+    app = create_app(settings, on_fatal=fatal, on_reloaded=reloaded)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -123,14 +132,24 @@ def _supervise(settings: Settings) -> int:
         nonlocal stopping
         stopping = True
 
+    workers: list[multiprocessing.process.BaseProcess] = []
+
+    def hangup(*_: object) -> None:
+        for process in workers:
+            if process.exitcode is None and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     context = multiprocessing.get_context("spawn")
     data = settings.model_dump(mode="json")
-    workers = [
+    workers.extend(
         context.Process(target=_worker, args=(data, sock), name=f"worker-{i}")
         for i in range(settings.workers)
-    ]
+    )
     for process in workers:
         process.start()
     logger.info(

@@ -1,8 +1,9 @@
-"""The serving layer between HTTP and the model: loading with retries, predicting, describing.
+"""The serving layer between HTTP and the model: loading, reloading, predicting, describing.
 
-Routes hand it raw request bodies and get JSON bytes back; it owns the current `Predictor`,
-the metrics, and the background task that loads the model (the HTTP server is up, and
-/healthz answers, while the model loads; /readyz answers 503 until it is in).
+Routes hand it raw request bodies and get JSON bytes back. It owns the serving model (with its
+batcher and identity, swapped in as one reference, so every request is answered wholly by one
+model), the metrics, and the background tasks: the first load with retries (the HTTP server is
+up, /healthz answers, while it runs; /readyz answers 503 until it is in) and alias polling.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -23,10 +24,10 @@ import numpy as np
 import orjson
 
 from app.batching import MicroBatcher
-from app.errors import InvalidInput, NotReady
+from app.errors import GatewayTimeout, InvalidInput, NotReady, ReloadFailed
 from app.metrics import Metrics
 from app.payload import normalize
-from app.predictor import MLFLOW_CLIENT_DEFAULTS, LoadError, Predictor, load_error
+from app.predictor import MLFLOW_CLIENT_DEFAULTS, LoadError, ModelIdentity, Predictor, load_error
 from app.schema import InputSchema
 from app.settings import Settings
 
@@ -38,13 +39,14 @@ INLINE_ROWS = 64
 _IDENTITY_KEYS = ("name", "version", "alias", "run_id", "uri")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Active:
-    """The serving model, its batcher and its identity, swapped in as one reference."""
+    """The serving model, its batcher and identity, and the requests it is answering."""
 
     predictor: Predictor
-    batcher: MicroBatcher | None
     identity_json: bytes
+    batcher: MicroBatcher | None = None
+    in_flight: int = field(default=0)
 
 
 def parse_json(body: bytes) -> Any:
@@ -61,6 +63,10 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
+def _same_model(a: ModelIdentity, b: ModelIdentity) -> bool:
+    return (a.name, a.version, a.run_id) == (b.name, b.version, b.run_id)
+
+
 class ModelService:
     """Owns the served model and everything the routes need of it."""
 
@@ -70,17 +76,20 @@ class ModelService:
         factory: PredictorFactory,
         metrics: Metrics,
         on_fatal: Callable[[], None] | None = None,
+        on_reloaded: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._factory = factory
         self._active: _Active | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reload_lock = asyncio.Lock()
         # One model thread: predict calls never block the event loop, and never contend.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self.last_error: str | None = None
         self.failed = False
         self.on_fatal = on_fatal
+        self.on_reloaded = on_reloaded
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -88,28 +97,25 @@ class ModelService:
     def ready(self) -> bool:
         return self._active is not None and self._active.predictor.ready
 
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def start(self) -> None:
-        """Start loading in the background; returns at once."""
+        """Start loading (and, if configured, polling) in the background; returns at once."""
         for key, value in MLFLOW_CLIENT_DEFAULTS.items():
             os.environ.setdefault(key, value)
-        self._task = asyncio.create_task(self._load_with_retries(), name="model-loader")
-
-    async def wait_loaded(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        self._spawn(self._load_with_retries(), "model-loader")
 
     async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         active, self._active = self._active, None
         if active is not None:
-            if active.batcher is not None:
-                await active.batcher.stop()
-            active.predictor.close()
+            await self._retire(active, timeout=0)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.ready.set(0)
 
@@ -138,6 +144,8 @@ class ModelService:
                 await asyncio.sleep(delay)
                 continue
             self._install(predictor)
+            if self.settings.model_reload_interval > 0:
+                self._spawn(self._poll(self.settings.model_reload_interval), "alias-poller")
             return
 
     def _give_up(self, uri: str, error: LoadError, attempts: int, budget: float) -> None:
@@ -150,25 +158,86 @@ class ModelService:
         if self.on_fatal is not None:
             self.on_fatal()
 
-    def _install(self, predictor: Predictor) -> None:
-        settings = self.settings
-        batcher = None
-        if settings.batching:
-            batcher = MicroBatcher(
+    def _install(self, predictor: Predictor) -> _Active | None:
+        """Swap `predictor` in (one reference assignment); returns what it replaced."""
+        identity = predictor.identity.as_dict()
+        active = _Active(predictor, orjson.dumps({k: identity[k] for k in _IDENTITY_KEYS}))
+        if self.settings.batching:
+            active.batcher = MicroBatcher(
                 predictor.predict,
                 self._executor,
-                max_rows=settings.batch_max_rows,
-                max_wait=settings.batch_max_wait_ms / 1000,
+                max_rows=self.settings.batch_max_rows,
+                max_wait=self.settings.batch_max_wait_ms / 1000,
+                in_flight=lambda: active.in_flight,
             )
-            batcher.start()
-        identity = predictor.identity.as_dict()
-        identity_json = orjson.dumps({k: identity[k] for k in _IDENTITY_KEYS})
-        old, self._active = self._active, _Active(predictor, batcher, identity_json)
+            active.batcher.start()
+        old, self._active = self._active, active
         info = predictor.describe()
         self.metrics.observe_model(identity, float(info.get("load_seconds") or 0.0))
         self.last_error = None
+        return old
+
+    async def _retire(self, active: _Active, timeout: float) -> None:
+        """Let the requests `active` is answering finish, then release it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while active.in_flight > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if active.batcher is not None:
+            await active.batcher.drain(max(0.0, deadline - loop.time()))
+            await active.batcher.stop()
+        active.predictor.close()
+
+    # -- reloading -----------------------------------------------------------------------
+
+    async def reload(self, *, force: bool = False, notify: bool = True) -> dict[str, Any]:
+        """Load what the model URI means now and swap it in; the old model serves meanwhile.
+
+        Unchanged (same version and run) unless `force`. On failure the old model keeps
+        serving and ReloadFailed says why."""
+        current = self._serving()
+        async with self._reload_lock:
+            current = self._serving()
+            previous = current.predictor.identity
+            candidate = self._factory()
+            try:
+                target = await anyio.to_thread.run_sync(candidate.resolve)
+                if not force and _same_model(target, previous):
+                    self.metrics.reloads.labels("unchanged").inc()
+                    return {"status": "unchanged", "model": previous.as_dict(), "previous": None}
+                await anyio.to_thread.run_sync(candidate.load)
+            except Exception as exc:
+                error = exc if isinstance(exc, LoadError) else load_error(exc)
+                candidate.close()
+                self.metrics.reloads.labels("failure").inc()
+                logger.error("reload failed, still serving %s: %s", _label(previous), error)
+                raise ReloadFailed(
+                    f"reload failed, still serving {_label(previous)}: {error}"
+                ) from None
+            old = self._install(candidate)
+            self.metrics.reloads.labels("success").inc()
+        logger.info("reloaded: %s -> %s", _label(previous), _label(candidate.identity))
         if old is not None:
-            old.predictor.close()
+            self._spawn(self._retire(old, self.settings.request_timeout), "retire-model")
+        if notify and self.on_reloaded is not None:
+            self.on_reloaded()
+        return {
+            "status": "reloaded",
+            "model": candidate.identity.as_dict(),
+            "previous": previous.as_dict(),
+        }
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = await self.reload(notify=False)
+            except (ReloadFailed, NotReady):
+                continue  # logged and counted; the old model keeps serving
+            if result["status"] == "reloaded":
+                logger.info(
+                    "alias poll: now serving %s", _label(self._serving().predictor.identity)
+                )
 
     # -- requests ------------------------------------------------------------------------
 
@@ -179,38 +248,42 @@ class ModelService:
             raise NotReady("the model is not loaded yet" + reason)
         return active
 
-    def _current(self) -> Predictor:
-        return self._serving().predictor
-
     async def predict(self, body: bytes) -> bytes:
         """JSON response bytes for a /predict request body.
 
-        The model, batcher and identity are read once, so a request is answered wholly by
-        one model even if another is swapped in meanwhile."""
+        The serving model is read once, so a request is answered wholly by one model even if
+        another is swapped in meanwhile."""
         active = self._serving()
-        predictor, batcher = active.predictor, active.batcher
-        if batcher is not None:
-            batcher.in_flight += 1
+        active.in_flight += 1
         try:
-            batch = normalize(parse_json(body), self.settings.max_batch_rows)
-            if len(batch.items) <= INLINE_ROWS:
-                data = predictor.schema.parse(batch)
-            else:
-                data = await anyio.to_thread.run_sync(predictor.schema.parse, batch)
-            start = time.perf_counter()
-            if batcher is not None and isinstance(data, np.ndarray):
-                predictions = await batcher.predict(data)
-            else:
-                loop = asyncio.get_running_loop()
-                predictions = await loop.run_in_executor(self._executor, predictor.predict, data)
+            async with asyncio.timeout(self.settings.request_timeout):
+                predictions, seconds = await self._predict(active, body)
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"no answer within REQUEST_TIMEOUT ({self.settings.request_timeout:g}s)"
+            ) from None
         finally:
-            if batcher is not None:
-                batcher.in_flight -= 1
-        self._observe(predictor, predictions, time.perf_counter() - start)
+            active.in_flight -= 1
+        self._observe(active.predictor, predictions, seconds)
         return b'{"predictions":%s,"model":%s}' % (
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
             active.identity_json,
         )
+
+    async def _predict(self, active: _Active, body: bytes) -> tuple[list[Any], float]:
+        predictor = active.predictor
+        batch = normalize(parse_json(body), self.settings.max_batch_rows)
+        if len(batch.items) <= INLINE_ROWS:
+            data = predictor.schema.parse(batch)
+        else:
+            data = await anyio.to_thread.run_sync(predictor.schema.parse, batch)
+        start = time.perf_counter()
+        if active.batcher is not None and isinstance(data, np.ndarray):
+            predictions = await active.batcher.predict(data)
+        else:
+            loop = asyncio.get_running_loop()
+            predictions = await loop.run_in_executor(self._executor, predictor.predict, data)
+        return predictions, time.perf_counter() - start
 
     def _observe(self, predictor: Predictor, predictions: list[Any], seconds: float) -> None:
         identity = predictor.identity
@@ -221,13 +294,13 @@ class ModelService:
             self.metrics.count_classes(name, version, predictions)
 
     def info(self) -> dict[str, Any]:
-        return self._current().describe()
+        return self._serving().predictor.describe()
 
     def input_schema(self) -> InputSchema:
-        return self._current().schema
+        return self._serving().predictor.schema
 
     def input_example(self) -> list[dict[str, Any]] | None:
-        example = self._current().describe().get("input_example")
+        example = self.info().get("input_example")
         return example if isinstance(example, list) else None
 
     def status(self) -> dict[str, Any]:
@@ -237,3 +310,8 @@ class ModelService:
             "model": active.predictor.identity.as_dict() if active is not None else None,
             "last_error": self.last_error,
         }
+
+
+def _label(identity: ModelIdentity) -> str:
+    version = f" version {identity.version}" if identity.version else ""
+    return f"{identity.name}{version} (run {identity.run_id})"

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # runs:/<run_id>/<path> | models:/<name>@<alias> | models:/<name>/<version> | models:/<model_id>
@@ -45,6 +45,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest /predict request body accepted; larger answers 413."""
 
+    request_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a /predict request may take once its body is in; then 504."""
+
+    body_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send its whole request body; then 408 (slow clients)."""
+
+    api_key: SecretStr | None = None
+    """When set, clients send `Authorization: Bearer <API_KEY>`: always for /admin/*, and for
+    /predict unless PREDICT_PUBLIC. Unset: no auth, and /admin/* does not exist (404)."""
+
+    predict_public: bool = False
+    """With API_KEY set, keep /predict (and /model-info) open to clients without the key."""
+
+    model_reload_interval: float = Field(default=0.0, ge=0)
+    """Seconds between checks of what a models:/name@alias URI points to; a new version is
+    loaded and swapped in. 0 turns polling off (POST /admin/reload still works)."""
+
     batching: bool = True
     """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
 
@@ -71,6 +88,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("model_uri")
     @classmethod

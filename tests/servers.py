@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+INHERITED_NEVER = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def free_port() -> int:
@@ -27,8 +28,12 @@ def free_port() -> int:
 def python_env(
     extra: Mapping[str, str] | None = None, *, drop: Sequence[str] = ()
 ) -> dict[str, str]:
-    """The test process's environment plus `extra`, minus `drop`, for a project subprocess."""
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    """The test process's environment plus `extra`, minus `drop`, for a project subprocess.
+
+    MLflow's own URI variables are never inherited: `mlflow.set_tracking_uri()` and
+    `set_registry_uri()` in the test process write them to its environment."""
+    dropped = {*drop, *INHERITED_NEVER}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from app.auth import require_client
 from app.contract import ERRORS
 from app.routes.deps import get_service, json_response
 from app.service import ModelService
@@ -12,7 +13,12 @@ from app.service import ModelService
 router = APIRouter(tags=["model"])
 
 
-@router.get("/model-info", response_model=dict[str, Any], responses={503: ERRORS[503]})
+@router.get(
+    "/model-info",
+    response_model=dict[str, Any],
+    responses={k: ERRORS[k] for k in (401, 403, 503)},
+    dependencies=[Depends(require_client)],
+)
 async def model_info(service: Annotated[ModelService, Depends(get_service)]) -> Response:
     """URI, name, version, alias, run id, flavor, signature, run metrics and params, load time,
     library versions."""

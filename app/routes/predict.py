@@ -1,12 +1,14 @@
 """POST /predict: the body goes to the service as bytes, the answer comes back as bytes."""
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from app.auth import require_client
 from app.contract import ERRORS, PredictResponse
-from app.errors import PayloadTooLarge, UnsupportedMediaType
+from app.errors import PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.routes.deps import get_service
 from app.service import ModelService
 
@@ -45,7 +47,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    responses={k: ERRORS[k] for k in (413, 415, 422, 503)},
+    responses={k: ERRORS[k] for k in (401, 403, 408, 413, 415, 422, 503, 504)},
+    dependencies=[Depends(require_client)],
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}
     },
@@ -55,5 +58,12 @@ async def predict(
 ) -> Response:
     """Predict one record or many; validated against the model's signature."""
     _check_content_type(request)
-    body = await _read_body(request, service.settings.max_body_bytes)
+    settings = service.settings
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            body = await _read_body(request, settings.max_body_bytes)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
+        ) from None
     return Response(await service.predict(body), media_type="application/json")

@@ -125,6 +125,7 @@ BAD_BODIES: dict[str, tuple[str, int, list[Any]]] = {
         422,
         ["sepal_length"],
     ),
+    "finite, but overflows in the model": (json.dumps(_record(sepal_length=1.7e308)), 422, []),
     "object for number": (json.dumps(_record(sepal_width={"v": SECRET})), 422, ["sepal_width"]),
     "bad record in batch": (
         json.dumps({"records": [IRIS_EXAMPLE, IRIS_EXAMPLE, _record(petal_width=SECRET)]}),

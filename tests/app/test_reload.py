@@ -1,0 +1,155 @@
+"""Reloading a new model version without a restart: admin API, alias polling, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.predictor import MlflowPredictor
+from app.settings import Settings
+from tests.app.conftest import IRIS_EXAMPLE, wait_ready
+from tests.servers import python_env, run_cli
+
+KEY = "test-admin-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class Store:
+    """A fresh MLflow store where the trainer CLI can register new versions of sk_model."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.tracking_uri = f"sqlite:///{workdir}/mlflow.db"
+
+    def train(self, *extra: str) -> dict[str, Any]:
+        result = run_cli(
+            "trainer", "train", "--register", "--alias", "champion", "--json", *extra,
+            env=python_env({"MLFLOW_TRACKING_URI": self.tracking_uri}), cwd=self.workdir,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        out: dict[str, Any] = json.loads(result.stdout)
+        return out
+
+    def model_dir(self, version: str) -> Path:
+        import mlflow
+
+        client = mlflow.MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+        uri = client.get_model_version_download_uri("sk_model", version)
+        return Path(uri.removeprefix("file://"))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    store = Store(tmp_path_factory.mktemp("reload-store"))
+    store.train()
+    return store
+
+
+def _client(store: Store, **overrides: Any) -> TestClient:
+    settings = Settings(model_uri="models:/sk_model@champion", api_key=KEY, **overrides)
+    app = create_app(
+        settings,
+        predictor_factory=lambda: MlflowPredictor(
+            "models:/sk_model@champion", tracking_uri=store.tracking_uri
+        ),
+    )
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def served(store: Store) -> Iterator[TestClient]:
+    with _client(store, predict_public=True) as client:
+        wait_ready(client)
+        yield client
+
+
+def _version(client: TestClient) -> str:
+    return str(client.get("/model-info").json()["version"])
+
+
+def test_reload_swaps_in_the_version_the_alias_now_names(store: Store, served: TestClient) -> None:
+    before = _version(served)
+    assert served.post("/admin/reload", headers=AUTH).json()["status"] == "unchanged"
+    new = store.train("--C", "0.5")
+    answer = served.post("/admin/reload", headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "reloaded"
+    assert body["previous"]["version"] == before
+    assert body["model"]["version"] == new["version"] != before
+    assert _version(served) == new["version"]
+    assert served.get("/model-info").json()["run_id"] == new["run_id"]
+    predicted = served.post("/predict", json=IRIS_EXAMPLE).json()
+    assert predicted["model"]["version"] == new["version"]
+    metrics = served.get("/metrics").text
+    assert 'model_reloads_total{result="success"} 1.0' in metrics
+    assert 'model_reloads_total{result="unchanged"} 1.0' in metrics
+    assert f'version="{new["version"]}"' in metrics
+
+
+def test_requests_during_a_reload_all_succeed_each_from_one_model(
+    store: Store, served: TestClient
+) -> None:
+    store.train("--C", "0.3")
+    answers: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            response = served.post("/predict", json={"records": [IRIS_EXAMPLE] * 20})
+            version = response.json()["model"]["version"] if response.status_code == 200 else None
+            answers.append((response.status_code, version))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    reload = served.post("/admin/reload", headers=AUTH)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert reload.json()["status"] == "reloaded"
+    assert answers and all(status == 200 for status, _ in answers)
+    versions = [v for _, v in answers]
+    old, new = reload.json()["previous"]["version"], reload.json()["model"]["version"]
+    assert set(versions) == {old, new}
+    switch = versions.index(new)
+    assert old in versions[:switch] and new in versions[switch:]
+
+
+def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(
+    store: Store, served: TestClient
+) -> None:
+    before = _version(served)
+    broken = store.train("--C", "0.7")
+    shutil.rmtree(store.model_dir(broken["version"]))  # its files are gone: it cannot load
+    answer = served.post("/admin/reload", headers=AUTH)
+    assert answer.status_code == 502
+    error = answer.json()["error"]
+    assert error["code"] == "reload_failed"
+    assert f"still serving sk_model version {before}" in error["message"]
+    assert _version(served) == before
+    assert served.post("/predict", json=IRIS_EXAMPLE).status_code == 200
+    assert 'model_reloads_total{result="failure"} 1.0' in served.get("/metrics").text
+    store.train()  # leave the alias on a loadable version for the next tests
+
+
+def test_alias_polling_picks_up_a_new_version(store: Store) -> None:
+    with _client(store, model_reload_interval=0.3, predict_public=True) as client:
+        wait_ready(client)
+        before = _version(client)
+        new = store.train("--C", "0.9")
+        deadline = time.monotonic() + 20
+        while _version(client) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _version(client) == new["version"]
