@@ -3,37 +3,38 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 
 from app.errors import Forbidden, Unauthorized
 from app.settings import Settings
 
-bearer = HTTPBearer(auto_error=False, description="The service's API_KEY.")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+SCHEME = "HTTPBearer"
+"""The name of the security scheme in the OpenAPI document."""
 
 
-def check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+def check_key(settings: Settings, authorization: str | None) -> None:
     """Nothing if no key is configured or the right one was sent; else 401 or 403."""
     key = settings.api_key
     if key is None:
         return
-    if credentials is None:
+    scheme, _, sent = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not sent.strip():
         raise Unauthorized("this endpoint needs Authorization: Bearer <API_KEY>")
-    sent = credentials.credentials.encode()
-    if not hmac.compare_digest(sent, key.get_secret_value().encode()):
+    if not hmac.compare_digest(sent.strip().encode(), key.get_secret_value().encode()):
         raise Forbidden("the API key is not valid")
 
 
-async def require_admin(request: Request, credentials: Credentials) -> None:
-    """/admin/*: the key, always (the routes exist only when API_KEY is set)."""
-    check_key(request.app.state.settings, credentials)
-
-
-async def require_client(request: Request, credentials: Credentials) -> None:
+def authorize_client(settings: Settings, authorization: str | None) -> None:
     """/predict and /model-info: the key when API_KEY is set, unless PREDICT_PUBLIC."""
-    settings: Settings = request.app.state.settings
-    if not settings.predict_public:
-        check_key(settings, credentials)
+    if settings.api_key is not None and not settings.predict_public:
+        check_key(settings, authorization)
+
+
+async def require_admin(request: Request) -> None:
+    """/admin/*: the key, always (the routes exist only when API_KEY is set)."""
+    check_key(request.app.state.settings, request.headers.get("authorization"))
+
+
+async def require_client(request: Request) -> None:
+    authorize_client(request.app.state.settings, request.headers.get("authorization"))

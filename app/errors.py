@@ -15,6 +15,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, headers=exc.headers)
 
+    async def disconnected(_: Request, exc: Exception) -> Response:
+        logger.debug("client disconnected before its request was read")
+        return Response(status_code=499)  # nobody is listening
+
     async def unexpected(_: Request, exc: Exception) -> Response:
         logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return error_response(500, "internal_error", "internal error; see the service log")
@@ -187,4 +192,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, disconnected)
     app.add_exception_handler(Exception, unexpected)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.auth import SCHEME
 from app.contract import request_schemas
 from app.errors import ServiceError, install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
@@ -91,13 +92,28 @@ def _reload_on_hangup(service: ModelService) -> bool:
     return True
 
 
+def _document_auth(doc: dict[str, Any], *, public: bool) -> None:
+    """Mark the routes that need `Authorization: Bearer <API_KEY>` in the OpenAPI document."""
+    doc["components"].setdefault("securitySchemes", {})[SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The service's API_KEY.",
+    }
+    protected = [("/admin/reload", "post")]
+    if not public:
+        protected += [("/predict", "post"), ("/model-info", "get")]
+    for path, method in protected:
+        operation = doc["paths"].get(path, {}).get(method)
+        if operation is not None:
+            operation["security"] = [{SCHEME: []}]
+
+
 def _openapi_for(app: FastAPI, service: ModelService) -> Callable[[], dict[str, Any]]:
     """The OpenAPI document, with /predict's body described by the loaded model's signature."""
     cache: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
-        key = service.status()["model"]
-        key = repr(key)
+        key = repr(service.status()["model"])
         if cache.get("key") == key:
             doc: dict[str, Any] = cache["doc"]
             return doc
@@ -108,6 +124,9 @@ def _openapi_for(app: FastAPI, service: ModelService) -> Callable[[], dict[str, 
             routes=app.routes,
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        settings = service.settings
+        if settings.api_key is not None:
+            _document_auth(doc, public=settings.predict_public)
         if service.ready:
             schema = service.input_schema()
             example = service.input_example()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -88,13 +87,8 @@ class Metrics:
         self.load_seconds.labels(name, version).set(load_seconds)
         self.ready.set(1)
 
-    def count_classes(self, model: str, version: str, predictions: Iterable[Any]) -> None:
-        counts: dict[str, int] = {}
-        for value in predictions:
-            key = str(value)
-            counts[key] = counts.get(key, 0) + 1
-        for key, n in counts.items():
-            self.classes.labels(model, version, key).inc(n)
+    def for_model(self, name: str, version: str, classifier: bool) -> ModelMetrics:
+        return ModelMetrics(self, name, version, classifier)
 
     def render(self) -> bytes:
         """The exposition: of this process, or of all workers in multiprocess mode."""
@@ -105,12 +99,45 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class ModelMetrics:
+    """One model's prediction metrics, label children bound once (they are hit per request)."""
+
+    def __init__(self, metrics: Metrics, name: str, version: str, classifier: bool) -> None:
+        self._metrics, self._name, self._version = metrics, name, version
+        self._seconds = metrics.predict_seconds.labels(name, version)
+        self._rows = metrics.rows.labels(name, version)
+        self._classifier = classifier
+        self._classes: dict[Any, Any] = {}
+
+    def observe(self, predictions: list[Any], seconds: float) -> None:
+        self._seconds.observe(seconds)
+        self._rows.inc(len(predictions))
+        if not self._classifier:
+            return
+        if len(predictions) == 1:
+            counts = {predictions[0]: 1}
+        else:
+            counts = {}
+            for value in predictions:
+                counts[value] = counts.get(value, 0) + 1
+        for value, n in counts.items():
+            child = self._classes.get(value)
+            if child is None:
+                label = str(value)
+                child = self._classes[value] = self._metrics.classes.labels(
+                    self._name, self._version, label
+                )
+            child.inc(n)
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware counting every HTTP answer by route template and status."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # labels() costs a lock and a validation per call: keep the children per key.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,5 +157,12 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or UNMATCHED
-            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
-            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+            key = (path, scope["method"], status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(path, scope["method"], str(status)),
+                    self.metrics.request_seconds.labels(path),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -170,6 +170,9 @@ def _supervise(settings: Settings) -> int:
                 break
             time.sleep(0.2)
     finally:
+        # Close our copy of the listening socket first: once the workers close theirs, the
+        # port refuses new connections instead of queueing them for nobody.
+        sock.close()
         for process in workers:
             if process.exitcode is None and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -180,7 +183,6 @@ def _supervise(settings: Settings) -> int:
             if process.exitcode is None:
                 process.kill()
                 process.join(5)
-        sock.close()
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if exit_code == 0 and any(p.exitcode not in (0, None) for p in workers):

@@ -5,7 +5,7 @@ from fastapi.responses import Response
 from app.service import ModelService
 
 
-def get_service(request: Request) -> ModelService:
+async def get_service(request: Request) -> ModelService:
     service: ModelService = request.app.state.service
     return service
 

@@ -96,8 +96,8 @@ def test_postgres_reads_the_latest_rows_by_id_newest_first(database: str) -> Non
     assert len(ds.features) == 100
     assert list(ds.features.columns) == list(data.IRIS_FEATURES)
     assert all(dtype == "float64" for dtype in ds.features.dtypes)
-    iris = data.iris_frame()
-    expected = iris.iloc[::-1].head(100).reset_index(drop=True)  # ids 150..51
+    inserted = data.iris_frame().sample(frac=1.0, random_state=seed.SHUFFLE_SEED)
+    expected = inserted.iloc[::-1].head(100).reset_index(drop=True)  # ids 150..51
     pd.testing.assert_frame_equal(ds.frame(), expected, check_dtype=False)
 
 
