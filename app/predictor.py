@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, PredictionFailed
+from app.fastpath import compile_predict
 from app.schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ class MlflowPredictor:
         self._ready = False
         self._dir: str | None = None
         self._pyfunc: Any = None
-        self._estimator: Any = None
+        self._fast: Callable[[np.ndarray], Any] | None = None
         self._is_classifier = False
         self._info: dict[str, Any] = {}
 
@@ -226,11 +228,12 @@ class MlflowPredictor:
         self._pyfunc = pyfunc
         self._is_classifier = hasattr(estimator, "classes_")
         example = self._example(meta, local)
-        self._estimator = None
+        self._fast = None
+        path = "pyfunc"
         if schema.numeric and hasattr(estimator, "predict"):
             # Fitted on a DataFrame, fed a matrix in the same column order: the warning is noise.
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
-            self._estimator = self._verified_fast_path(estimator, pyfunc, schema, example)
+            self._fast, path = self._verified_fast_path(estimator, pyfunc, schema, example)
         metrics, params = self._run_data(client, run_id)
         load_seconds = time.perf_counter() - start
         self._info = {
@@ -246,7 +249,7 @@ class MlflowPredictor:
             "params": params,
             "loaded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "load_seconds": round(load_seconds, 4),
-            "fast_path": self._estimator is not None,
+            "predict_path": path,
             "versions": {
                 "python": platform.python_version(),
                 "mlflow": mlflow.__version__,
@@ -268,23 +271,31 @@ class MlflowPredictor:
     @staticmethod
     def _verified_fast_path(
         estimator: Any, pyfunc: Any, schema: InputSchema, example: list[dict[str, Any]] | None
-    ) -> Any:
-        """`estimator` if predicting on a matrix gives exactly what mlflow.pyfunc gives on the
-        input example (a ColumnTransformer selecting columns by name would not), else None."""
+    ) -> tuple[Callable[[np.ndarray], Any] | None, str]:
+        """The fastest matrix predict whose answers equal mlflow.pyfunc's on the input example
+        and on perturbed copies of it: the lean compiled one, else the estimator's own
+        `predict` (a ColumnTransformer selecting columns by name would fail both), else None."""
         if not example:
-            return None
+            return None, "pyfunc (no input example to verify a faster path on)"
         frame = pd.DataFrame.from_records(example, columns=list(schema.names))
-        matrix = frame[list(schema.array_order)].to_numpy(dtype=np.float64)
+        base = frame[list(schema.array_order)].to_numpy(dtype=np.float64)
+        factors = np.random.default_rng(2022).uniform(0.5, 1.5, size=(20, *base.shape))
+        matrix = np.concatenate([base, *(base * f for f in factors)])
+        check = pd.DataFrame(matrix, columns=list(schema.array_order))[list(schema.names)]
         try:
-            fast = _to_list(estimator.predict(matrix))
-            reference = _to_list(pyfunc.predict(frame))
+            reference = _to_list(pyfunc.predict(check))
         except Exception as exc:
-            logger.info("serving through mlflow.pyfunc: matrix predict failed (%s)", exc)
-            return None
-        if fast != reference:
-            logger.info("serving through mlflow.pyfunc: matrix predictions differ")
-            return None
-        return estimator
+            return None, f"pyfunc (reference predict failed: {type(exc).__name__})"
+        candidates = [("lean", compile_predict(estimator)), ("estimator", estimator.predict)]
+        for name, candidate in candidates:
+            if candidate is None:
+                continue
+            try:
+                if _to_list(candidate(matrix.copy())) == reference:
+                    return candidate, name
+            except Exception as exc:
+                logger.info("%s predict path unusable: %s", name, type(exc).__name__)
+        return None, "pyfunc (faster paths disagreed with it)"
 
     def _example(self, meta: Any, local: str) -> list[dict[str, Any]] | None:
         try:
@@ -313,10 +324,10 @@ class MlflowPredictor:
         from mlflow.exceptions import MlflowException
 
         try:
-            if self._estimator is not None:
+            if self._fast is not None:
                 if isinstance(data, pd.DataFrame):
                     data = data[list(self.schema.array_order)].to_numpy(dtype=np.float64)
-                return _to_list(self._estimator.predict(data))
+                return _to_list(self._fast(data))
             if isinstance(data, np.ndarray):
                 data = pd.DataFrame(data, columns=list(self.schema.array_order))
             return _to_list(self._pyfunc.predict(data))

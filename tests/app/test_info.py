@@ -27,6 +27,7 @@ def test_model_info_names_the_model_its_run_and_how_it_was_trained(
     assert set(info["versions"]) >= {"python", "mlflow", "scikit_learn"}
     assert info["versions"]["mlflow"].startswith("3.17")
     assert len(info["input_example"]) == 10
+    assert info["predict_path"] == "lean"
 
 
 def test_openapi_shows_the_models_fields_and_input_example(client: TestClient) -> None:
