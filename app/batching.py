@@ -45,13 +45,17 @@ class MicroBatcher:
         max_rows: int = 256,
         max_wait: float = 0.002,
         in_flight: Callable[[], int] = lambda: 0,
+        concurrency: int = 1,
     ) -> None:
         self._predict = predict
         self._executor = executor
         self.max_rows = max_rows
         self.max_wait = max_wait
         self._in_flight = in_flight
-        self._busy = False
+        # Model calls running at once (scikit-learn's native code releases the GIL, so a
+        # second call can use a second core); while all are busy, new requests queue up.
+        self._slots = asyncio.Semaphore(concurrency)
+        self._calls: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # model calls made, for tests and metrics
@@ -68,6 +72,8 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        for call in list(self._calls):
+            call.cancel()
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -107,22 +113,30 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._gather()
+            await self._slots.acquire()  # gather only once a model call can start
+            try:
+                jobs = await self._gather()
+            except BaseException:
+                self._slots.release()
+                raise
             jobs = [job for job in jobs if not job.future.done()]  # client went away
             if not jobs:
+                self._slots.release()
                 continue
             self.batches += 1
-            self._busy = True
-            try:
-                await self._call(loop, jobs)
-            finally:
-                self._busy = False
+            call = loop.create_task(self._call(loop, jobs))
+            self._calls.add(call)
+            call.add_done_callback(self._finished)
+
+    def _finished(self, call: asyncio.Task[None]) -> None:
+        self._calls.discard(call)
+        self._slots.release()
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until nothing is queued or being predicted."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (self._busy or not self._queue.empty()) and loop.time() < deadline:
+        while (self._calls or not self._queue.empty()) and loop.time() < deadline:
             await asyncio.sleep(0.005)
 
     async def _call(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:

@@ -57,7 +57,10 @@ def _svc(step: Any) -> Transform | None:
     classes = step.classes_
 
     def predict(x: np.ndarray) -> np.ndarray:
-        # SVC.predict = classes_.take(libsvm's predict on the validated matrix)
+        # SVC.predict = classes_.take(libsvm's predict on the validated matrix); its
+        # validation refuses what earlier steps overflowed to infinity, and so do we.
+        if not np.isfinite(x).all():
+            raise ValueError("Input X contains infinity or a value too large for float64")
         y = dense_predict(np.ascontiguousarray(x, dtype=np.float64))
         return np.asarray(classes.take(np.asarray(y, dtype=np.intp)))
 

@@ -17,7 +17,7 @@ from app.contract import request_schemas
 from app.errors import ServiceError, install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
 from app.predictor import MlflowPredictor
-from app.routes import admin, router
+from app.routes import add_routes
 from app.service import ModelService, PredictorFactory
 from app.settings import Settings, get_settings
 
@@ -64,9 +64,7 @@ def create_app(
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    app.include_router(router)
-    if settings.api_key is not None:
-        app.include_router(admin.router)
+    add_routes(app, admin_routes=settings.api_key is not None)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi_for(app, service)  # type: ignore[method-assign]

@@ -86,8 +86,10 @@ class ModelService:
         self._active: _Active | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
-        # One model thread: predict calls never block the event loop, and never contend.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        # Model threads: predict calls never block the event loop.
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.predict_threads, thread_name_prefix="predict"
+        )
         self.last_error: str | None = None
         self.failed = False
         self.on_fatal = on_fatal
@@ -179,6 +181,7 @@ class ModelService:
                 max_rows=self.settings.batch_max_rows,
                 max_wait=self.settings.batch_max_wait_ms / 1000,
                 in_flight=lambda: active.in_flight,
+                concurrency=self.settings.predict_threads,
             )
             active.batcher.start()
         old, self._active = self._active, active

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     """Seconds between checks of what a models:/name@alias URI points to; a new version is
     loaded and swapped in. 0 turns polling off (POST /admin/reload still works)."""
 
+    predict_threads: int = Field(default=2, ge=1, le=64)
+    """Model calls that may run at once in a worker (scikit-learn's native code releases the
+    GIL, so a second call can use a second core)."""
+
     batching: bool = True
     """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
 

@@ -51,6 +51,17 @@ def test_lean_predict_equals_sklearn_predict(model: Any, labels: str) -> None:
     assert len(set(expected)) > 1  # the probe crosses decision boundaries
 
 
+def test_values_that_overflow_once_scaled_are_refused_like_sklearn_does() -> None:
+    model = Pipeline([("scaler", StandardScaler()), ("svc", SVC())]).fit(X, Y)
+    lean = compile_predict(model)
+    assert lean is not None
+    huge = np.array([[1.7e308, 3.0, 4.0, 1.0]])
+    with pytest.raises(ValueError, match="infinity"):
+        model.predict(huge)
+    with pytest.raises(ValueError, match="infinity"):
+        lean(huge)
+
+
 def test_lean_predict_leaves_the_input_untouched() -> None:
     model = Pipeline([("scaler", StandardScaler()), ("svc", SVC())]).fit(X, Y)
     lean = compile_predict(model)
