@@ -1,14 +1,18 @@
 """POST /predict: the body goes to the service as bytes, the answer comes back as bytes.
 
-This is the hot path: no dependency injection (FastAPI would run a plain-`def` dependency on a
-thread per request), the service read straight from the app state.
+`answer()` is the whole of it, on plain values (headers, the ASGI receive channel), so that
+two doors can share it: this FastAPI route, which documents the endpoint in the OpenAPI
+schema, and the app's fast lane (`app.main.ServingApp`), which serves `POST /predict` ahead
+of the framework's per-request layers.
 """
 
 import asyncio
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from app.auth import authorize_client
 from app.contract import ERRORS, PredictResponse
@@ -17,11 +21,11 @@ from app.service import ModelService
 
 router = APIRouter(tags=["model"])
 
+PATH = "/predict"
 _BODY = {"$ref": "#/components/schemas/PredictRequest"}
 
 
-def _check_content_type(request: Request) -> None:
-    value = request.headers.get("content-type")
+def _check_content_type(value: str | None) -> None:
     if value is None:
         return  # no claim made: parse it as JSON
     media = value.split(";", 1)[0].strip().lower()
@@ -32,23 +36,44 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
+    # Straight from the ASGI channel: a small body is one message, one await.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def answer(service: ModelService, headers: Mapping[str, str], receive: Receive) -> bytes:
+    """The JSON answer to a /predict request, or a ServiceError saying what is wrong."""
+    settings = service.settings
+    authorize_client(settings, headers.get("authorization"))
+    _check_content_type(headers.get("content-type"))
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            body = await _read_body(receive, headers.get("content-length"), settings.max_body_bytes)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
+        ) from None
+    return await service.predict(body)
 
 
 @router.post(
-    "/predict",
+    PATH,
     response_model=PredictResponse,
     responses={k: ERRORS[k] for k in (401, 403, 408, 413, 415, 422, 503, 504)},
     openapi_extra={
@@ -57,17 +82,5 @@ async def _read_body(request: Request, limit: int) -> bytes:
 )
 async def predict(request: Request) -> Response:
     """Predict one record or many; validated against the model's signature."""
-    service: ModelService = request.app.state.service
-    settings = service.settings
-    authorize_client(settings, request.headers.get("authorization"))
-    _check_content_type(request)
-    try:
-        async with asyncio.timeout(settings.body_timeout):
-            body = await _read_body(request, settings.max_body_bytes)
-    except TimeoutError:
-        raise RequestTimeout(
-            f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
-        ) from None
-    except ClientDisconnect:
-        return Response(status_code=499)  # nobody is listening; nothing to log
-    return Response(await service.predict(body), media_type="application/json")
+    body = await answer(request.app.state.service, request.headers, request.receive)
+    return Response(body, media_type="application/json")
