@@ -127,17 +127,21 @@ class InputSchema:
 
     # -- parsing -------------------------------------------------------------------------
 
-    def parse(self, batch: Batch) -> np.ndarray | pd.DataFrame:
-        """The model input for `batch`, or InvalidInput naming every problem (up to 20)."""
+    def parse(self, batch: Batch, *, booleans: bool = True) -> np.ndarray | pd.DataFrame:
+        """The model input for `batch`, or InvalidInput naming every problem (up to 20).
+
+        `booleans=False` promises the body held no JSON `true`/`false` (the caller looked):
+        then numpy's own dtype inference tells numbers from strings, nulls, nesting and
+        ragged rows, and the per-value type check is skipped."""
         if self.numeric:
             try:
-                return self._fast_matrix(batch)
-            except (_Slow, OverflowError, ValueError, TypeError):
+                return self._fast_matrix(batch, booleans)
+            except (_Slow, OverflowError, ValueError, TypeError, IndexError, KeyError):
                 pass
         self._raise_if_invalid(batch)
         return self._frame(batch)
 
-    def _fast_matrix(self, batch: Batch) -> np.ndarray:
+    def _fast_matrix(self, batch: Batch, booleans: bool) -> np.ndarray:
         order = self.array_order
         if isinstance(batch, Records):
             nameset, width = self._nameset, len(order)
@@ -153,16 +157,23 @@ class InputSchema:
                 raise _Slow
             if width != len(order):
                 raise _Slow
-            for row in batch.items:
-                if type(row) is not list or len(row) != width:
-                    raise _Slow
+            if booleans:
+                for row in batch.items:
+                    if type(row) is not list or len(row) != width:
+                        raise _Slow
             rows = batch.items
             if batch.columns is not None and batch.columns != order:
                 idx = [batch.columns.index(name) for name in order]
                 rows = [[row[i] for i in idx] for row in rows]
-        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
-            raise _Slow
-        matrix = np.array(rows, dtype=np.float64)
+        if booleans:
+            if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+                raise _Slow
+            matrix = np.array(rows, dtype=np.float64)
+        else:
+            matrix = np.array(rows)
+            if matrix.dtype.kind not in "fi" or matrix.shape != (len(rows), len(order)):
+                raise _Slow
+            matrix = matrix.astype(np.float64, copy=False)
         if not np.isfinite(matrix).all():
             raise _Slow
         return matrix

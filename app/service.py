@@ -9,6 +9,7 @@ up, /healthz answers, while it runs; /readyz answers 503 until it is in) and ali
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -290,10 +291,13 @@ class ModelService:
     async def _predict(self, active: _Active, body: bytes) -> tuple[list[Any], float]:
         predictor = active.predictor
         batch = normalize(parse_json(body), self.settings.max_batch_rows)
+        parse = functools.partial(
+            predictor.schema.parse, batch, booleans=b"true" in body or b"false" in body
+        )
         if len(batch.items) <= INLINE_ROWS:
-            data = predictor.schema.parse(batch)
+            data = parse()
         else:
-            data = await anyio.to_thread.run_sync(predictor.schema.parse, batch)
+            data = await anyio.to_thread.run_sync(parse)
         start = time.perf_counter()
         if active.batcher is not None and isinstance(data, np.ndarray):
             predictions = await active.batcher.predict(data)

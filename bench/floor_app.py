@@ -1,9 +1,11 @@
 """The benchmark's floor: what the API's server stack costs with no model behind it.
 
 A FastAPI app whose `POST /predict` reads the body, parses it with orjson and answers a
-constant JSON document; `GET /ping` answers 200. It is served the way `python -m app` serves
-the API (uvicorn, default loop and HTTP implementation, access log off, no proxy headers, no
-server header), so the difference between the two is what the API does per request.
+constant JSON document; `GET /ping` answers 200. It is built and served the way `python -m
+app` serves the API: `POST /predict` taken from the ASGI server ahead of FastAPI's layers (as
+the API's fast lane does), uvicorn with the same HTTP protocol class (TCP_NODELAY on every
+connection), access log off, no proxy headers, no server header. So the difference between
+the two is what the API does per request.
 
     python bench/floor_app.py --host 127.0.0.1 --port P [--workers N]
 
@@ -18,21 +20,46 @@ from __future__ import annotations
 import argparse
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
-ANSWER = b'{"predictions":[0],"model":{"name":"floor","version":"0"}}'
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from app.server import NoDelayHttpToolsProtocol  # noqa: E402
 
-app = FastAPI(title="bench-floor")
+ANSWER = b'{"predictions":[0],"model":{"name":"floor","version":"0"}}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
+
+
+class FloorApp(FastAPI):
+    """FastAPI with POST /predict answered straight from the ASGI server, like the API's."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/predict" and scope["method"] == "POST":
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            orjson.loads(b"".join(chunks))
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": ANSWER})
+            return
+        await super().__call__(scope, receive, send)
+
+
+app = FloorApp(title="bench-floor")
 
 
 @app.post("/predict")
 async def predict(request: Request) -> Response:
+    """Documentation only: FloorApp answers POST /predict before routing."""
     orjson.loads(await request.body())
     return Response(ANSWER, media_type="application/json")
 
@@ -50,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     options = {
+        "http": NoDelayHttpToolsProtocol,
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
