@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,8 +47,10 @@ class MicroBatcher:
         max_wait: float = 0.002,
         in_flight: Callable[[], int] = lambda: 0,
         concurrency: int = 1,
+        observe: Callable[[list[Any], float], None] = lambda predictions, seconds: None,
     ) -> None:
         self._predict = predict
+        self._observe = observe
         self._executor = executor
         self.max_rows = max_rows
         self.max_wait = max_wait
@@ -140,8 +143,12 @@ class MicroBatcher:
             await asyncio.sleep(0.005)
 
     async def _call(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
-        def run(m: np.ndarray) -> asyncio.Future[list[Any]]:
-            return loop.run_in_executor(self._executor, self._predict, m)
+        async def run(m: np.ndarray) -> list[Any]:
+            predictions, seconds = await loop.run_in_executor(
+                self._executor, timed, self._predict, m
+            )
+            self._observe(predictions, seconds)  # one model call, however many requests
+            return predictions
 
         matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
         try:
@@ -162,6 +169,13 @@ class MicroBatcher:
         for job in jobs:
             _settle(job, result=predictions[start : start + job.rows])
             start += job.rows
+
+
+def timed(predict: PredictFn, matrix: Any) -> tuple[list[Any], float]:
+    """`predict(matrix)` and the seconds it took (run on the model thread)."""
+    start = time.perf_counter()
+    predictions = predict(matrix)
+    return predictions, time.perf_counter() - start
 
 
 def _settle(job: _Job, *, result: list[Any] | None = None, exc: Exception | None = None) -> None:

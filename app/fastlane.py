@@ -25,6 +25,8 @@ from app.service import ModelService
 logger = logging.getLogger(__name__)
 
 _JSON = (b"content-type", b"application/json")
+# The request headers answer() reads (ASGI servers send names lower-cased).
+_WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-length")}
 
 
 class PredictLane:
@@ -41,7 +43,7 @@ class PredictLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
         status = 200
         try:
             body = await answer(self.service, headers, receive)

@@ -43,7 +43,8 @@ class Metrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.predict_seconds = Histogram(
-            "prediction_duration_seconds", "Time spent in the model's predict call.",
+            "prediction_duration_seconds",
+            "Time spent in the model's predict calls (one call may answer several requests).",
             ["model", "version"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.rows = Counter(

@@ -25,8 +25,8 @@ import anyio.to_thread
 import numpy as np
 import orjson
 
-from app.batching import MicroBatcher
-from app.errors import GatewayTimeout, InvalidInput, NotReady, ReloadFailed
+from app.batching import MicroBatcher, timed
+from app.errors import InvalidInput, NotReady, ReloadFailed
 from app.metrics import Metrics, ModelMetrics
 from app.payload import normalize
 from app.predictor import MLFLOW_CLIENT_DEFAULTS, LoadError, ModelIdentity, Predictor, load_error
@@ -179,6 +179,7 @@ class ModelService:
             active.batcher = MicroBatcher(
                 predictor.predict,
                 self._executor,
+                observe=active.metrics.observe,
                 max_rows=self.settings.batch_max_rows,
                 max_wait=self.settings.batch_max_wait_ms / 1000,
                 in_flight=lambda: active.in_flight,
@@ -267,28 +268,22 @@ class ModelService:
         return active
 
     async def predict(self, body: bytes) -> bytes:
-        """JSON response bytes for a /predict request body.
+        """JSON response bytes for a /predict request body (the caller bounds its time).
 
         The serving model is read once, so a request is answered wholly by one model even if
         another is swapped in meanwhile."""
         active = self._serving()
         active.in_flight += 1
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
-                predictions, seconds = await self._predict(active, body)
-        except TimeoutError:
-            raise GatewayTimeout(
-                f"no answer within REQUEST_TIMEOUT ({self.settings.request_timeout:g}s)"
-            ) from None
+            predictions = await self._predict(active, body)
         finally:
             active.in_flight -= 1
-        active.metrics.observe(predictions, seconds)
         return b'{"predictions":%s,"model":%s}' % (
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
             active.identity_json,
         )
 
-    async def _predict(self, active: _Active, body: bytes) -> tuple[list[Any], float]:
+    async def _predict(self, active: _Active, body: bytes) -> list[Any]:
         predictor = active.predictor
         batch = normalize(parse_json(body), self.settings.max_batch_rows)
         parse = functools.partial(
@@ -298,13 +293,14 @@ class ModelService:
             data = parse()
         else:
             data = await anyio.to_thread.run_sync(parse)
-        start = time.perf_counter()
         if active.batcher is not None and isinstance(data, np.ndarray):
-            predictions = await active.batcher.predict(data)
-        else:
-            loop = asyncio.get_running_loop()
-            predictions = await loop.run_in_executor(self._executor, predictor.predict, data)
-        return predictions, time.perf_counter() - start
+            return await active.batcher.predict(data)
+        loop = asyncio.get_running_loop()
+        predictions, seconds = await loop.run_in_executor(
+            self._executor, timed, predictor.predict, data
+        )
+        active.metrics.observe(predictions, seconds)
+        return predictions
 
     def info(self) -> dict[str, Any]:
         return self._serving().predictor.describe()

@@ -16,7 +16,7 @@ from starlette.types import Receive
 
 from app.auth import authorize_client
 from app.contract import ERRORS, PredictResponse
-from app.errors import PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from app.errors import GatewayTimeout, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from app.service import ModelService
 
 router = APIRouter(tags=["model"])
@@ -36,10 +36,13 @@ def _check_content_type(value: str | None) -> None:
         )
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body over the limit of {limit} bytes")
+
+
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    too_large = PayloadTooLarge(f"request body over the limit of {limit} bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     # Straight from the ASGI channel: a small body is one message, one await.
     chunks: list[bytes] = []
     size = 0
@@ -51,25 +54,35 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise _too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def answer(service: ModelService, headers: Mapping[str, str], receive: Receive) -> bytes:
-    """The JSON answer to a /predict request, or a ServiceError saying what is wrong."""
+    """The JSON answer to a /predict request, or a ServiceError saying what is wrong.
+
+    Two limits, one timer: BODY_TIMEOUT while the body arrives (408), then REQUEST_TIMEOUT
+    for the answer (504)."""
     settings = service.settings
     authorize_client(settings, headers.get("authorization"))
     _check_content_type(headers.get("content-type"))
+    reading = True
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        async with asyncio.timeout(settings.body_timeout) as limit:
             body = await _read_body(receive, headers.get("content-length"), settings.max_body_bytes)
+            reading = False
+            limit.reschedule(asyncio.get_running_loop().time() + settings.request_timeout)
+            return await service.predict(body)
     except TimeoutError:
-        raise RequestTimeout(
-            f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
+        if reading:
+            raise RequestTimeout(
+                f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
+            ) from None
+        raise GatewayTimeout(
+            f"no answer within REQUEST_TIMEOUT ({settings.request_timeout:g}s)"
         ) from None
-    return await service.predict(body)
 
 
 @router.post(
