@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,7 @@ PredictFn = Callable[[np.ndarray], list[Any]]
 class _Job:
     matrix: np.ndarray
     future: asyncio.Future[list[Any]]
-    rows: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.rows = len(self.matrix)
+    rows: int
 
 
 class MicroBatcher:
@@ -65,7 +62,8 @@ class MicroBatcher:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -86,7 +84,7 @@ class MicroBatcher:
         """Predictions for `matrix`'s rows, possibly computed together with other requests'."""
         if self._task is None:
             self.start()
-        job = _Job(matrix, asyncio.get_running_loop().create_future())
+        job = _Job(matrix, self._loop.create_future(), len(matrix))
         self._queue.put_nowait(job)
         return await job.future
 
