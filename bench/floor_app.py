@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
         return 0 if server.started else 1
 
-    config = uvicorn.Config(
-        "floor_app:app", app_dir=str(Path(__file__).parent), workers=args.workers, **options
-    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import floor_app
+    config = uvicorn.Config("floor_app:app", workers=args.workers, **options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
