@@ -112,15 +112,20 @@ def test_bad_settings_exit_2_with_one_line(env: dict[str, str], needle: str) -> 
     assert needle in lines[0]
 
 
-def test_model_that_cannot_load_exits_1_with_one_clear_line(tmp_path: Path) -> None:
-    env = python_env(
+def _unreachable_tracking_env(load_timeout: str) -> dict[str, str]:
+    """The app's environment with a tracking server that nothing answers for."""
+    return python_env(
         {
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
             "MODEL_URI": "models:/sk_model@champion",
-            "MODEL_LOAD_TIMEOUT": "2",
+            "MODEL_LOAD_TIMEOUT": load_timeout,
         },
         drop=MLFLOW_VARS,
     )
+
+
+def test_model_that_cannot_load_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    env = _unreachable_tracking_env("2")
     result = _app(["--port", str(free_port())], env, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -160,14 +165,7 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
 
 
 def test_workers_that_cannot_load_stop_the_service_with_exit_1(tmp_path: Path) -> None:
-    env = python_env(
-        {
-            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
-            "MODEL_URI": "models:/sk_model@champion",
-            "MODEL_LOAD_TIMEOUT": "1",
-        },
-        drop=MLFLOW_VARS,
-    )
+    env = _unreachable_tracking_env("1")
     result = _app(["--port", str(free_port()), "--workers", "2"], env, cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
