@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 API_START_S = 180.0
 S3_SETTINGS = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-# The README's roll-out: `docker compose run --rm trainer <this>`, `docker compose restart api`.
+# The README's roll-out: `docker compose run --rm trainer <this>`, then POST /admin/reload.
 ROLLOUT = ["python", "-m", "trainer", "train", "--register", "sk_model", "--alias", "champion"]
 
 
@@ -234,15 +234,20 @@ def test_second_up_keeps_the_model_and_a_rollout_serves_the_new_version(
     assert again["skipped"] is True
     assert (str(again["version"]), again["run_id"]) == (str(trained["version"]), trained["run_id"])
 
-    # The README's roll-out: retrain (moves champion), then restart the api.
-    rolled = check(run_service(localize_argv([*ROLLOUT, "--json"]), env, workdir))
-    new = json.loads(rolled)
-    assert int(new["version"]) == int(trained["version"]) + 1
-    assert new["run_id"] != trained["run_id"]
-    with api(services, tracking.client_env(services["api"]), workdir, f"{tracking.mode}-new") as (
-        client,
-        _,
-    ):
+    # The README's roll-out: retrain (moves champion), then reload the running api.
+    api_env = tracking.client_env(services["api"])
+    key = api_env["API_KEY"]
+    assert key, "the compose file gives the api an API_KEY from .env"
+    with api(services, api_env, workdir, f"{tracking.mode}-rollout") as (client, _):
+        before = client.get("/model-info").json()
+        rolled = check(run_service(localize_argv([*ROLLOUT, "--json"]), env, workdir))
+        new = json.loads(rolled)
+        assert int(new["version"]) == int(before["version"]) + 1
+        assert new["run_id"] != before["run_id"]
+        assert client.post("/admin/reload").status_code == 401
+        reload = client.post("/admin/reload", headers={"Authorization": f"Bearer {key}"})
+        assert reload.status_code == 200, reload.text
+        assert reload.json()["status"] == "reloaded"
         info = client.get("/model-info").json()
         served = client.post("/predict", json={"records": [dict.fromkeys(FEATURES, 5.0)]})
     assert (info["version"], info["run_id"]) == (str(new["version"]), new["run_id"])
