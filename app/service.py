@@ -192,6 +192,7 @@ class ModelService:
         self.last_error = None
         # The model, MLflow, sklearn and pandas are long-lived: move them out of the cyclic
         # collector's way, or every full collection walks them (~250 ms pauses, seen in p99).
+        gc.unfreeze()  # a replaced model's cycles become collectable again
         gc.collect()
         gc.freeze()
         return old

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     """Settings of `python -m app` and of `create_app()`."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", frozen=True, use_attribute_docstrings=True
+        extra="ignore", frozen=True, use_attribute_docstrings=True
     )
 
     model_uri: str | None = None
@@ -64,7 +64,8 @@ class Settings(BaseSettings):
 
     predict_threads: int = Field(default=2, ge=1, le=64)
     """Model calls that may run at once in a worker (scikit-learn's native code releases the
-    GIL, so a second call can use a second core)."""
+    GIL, so a second call can use a second core). Set 1 for a model whose predict is not
+    thread-safe."""
 
     batching: bool = True
     """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
@@ -134,5 +135,5 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment (and `.env`)."""
+    """The process's settings, read once from the environment."""
     return Settings()
