@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 import time
@@ -145,3 +146,19 @@ def test_slow_clients_get_408_and_cannot_pin_the_server(
             sock.close()
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[0][:200]
     assert all(b'"code":"request_timeout"' in a for a in answers)
+
+
+def test_request_bodies_and_credentials_stay_out_of_the_logs(
+    keyed: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret_value = "private-value-98765"
+    wrong_key = "guessed-key-5555555555"
+    with caplog.at_level(logging.DEBUG):
+        keyed.post("/predict", json={**IRIS_EXAMPLE, "petal_width": secret_value},
+                   headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+        keyed.post("/predict", json=IRIS_EXAMPLE, headers={"Authorization": f"Bearer {wrong_key}"})
+        keyed.post("/predict", content=b"{" + secret_value.encode(),
+                   headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+    assert caplog.records, "something was logged at DEBUG, so the check means something"
+    for text in (secret_value, wrong_key, KEY):
+        assert text not in caplog.text
