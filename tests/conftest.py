@@ -21,13 +21,14 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture(autouse=True)
-def _isolate_mlflow_globals() -> Iterator[None]:
-    """Each test starts from the same MLflow tracking/registry URIs: code under test (the app's
-    loader, the trainer run in-process) sets MLflow's process-wide ones."""
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    yield
-    for key, value in saved_env.items():
+# MLflow's URI variables as the session found them, before any fixture ran.
+_PRISTINE_MLFLOW_ENV = {
+    k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+}
+
+
+def _reset_mlflow_uris() -> None:
+    for key, value in _PRISTINE_MLFLOW_ENV.items():
         if value is None:
             os.environ.pop(key, None)
         else:
@@ -36,8 +37,18 @@ def _isolate_mlflow_globals() -> Iterator[None]:
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        tracking_utils._tracking_uri = saved_env["MLFLOW_TRACKING_URI"]
-        registry_utils._registry_uri = saved_env["MLFLOW_REGISTRY_URI"]
+        tracking_utils._tracking_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_TRACKING_URI"]
+        registry_utils._registry_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_REGISTRY_URI"]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals() -> Iterator[None]:
+    """Every test starts and ends with the session's original MLflow tracking/registry URIs:
+    code under test (the app's loader, the trainer run in-process) and session fixtures set
+    MLflow's process-wide ones, which would otherwise steer later tests to their stores."""
+    _reset_mlflow_uris()
+    yield
+    _reset_mlflow_uris()
 
 
 @pytest.fixture(scope="session")
