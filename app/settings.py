@@ -23,9 +23,7 @@ LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 class Settings(BaseSettings):
     """Settings of `python -m app` and of `create_app()`."""
 
-    model_config = SettingsConfigDict(
-        extra="ignore", frozen=True, use_attribute_docstrings=True
-    )
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     model_uri: str | None = None
     """The model to serve: runs:/<run_id>/<name> | models:/<name>@<alias> | models:/<name>/<n>."""
