@@ -23,7 +23,6 @@ import socket
 import sys
 import tempfile
 import time
-from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -101,8 +100,7 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
     return exit_code
 
 
-def _worker(settings_data: dict[str, Any], sock: socket.socket) -> None:
-    settings = Settings(**settings_data)
+def _worker(settings: Settings, sock: socket.socket) -> None:
     configure_logging(settings.log_level)
     sys.exit(_serve_one(settings, sock))
 
@@ -145,9 +143,9 @@ def _supervise(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, hangup)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     context = multiprocessing.get_context("spawn")
-    data = settings.model_dump(mode="json")
     workers.extend(
-        context.Process(target=_worker, args=(data, sock), name=f"worker-{i}")
+        # The settings object itself (pickled): a JSON dump would mask API_KEY as "**********".
+        context.Process(target=_worker, args=(settings, sock), name=f"worker-{i}")
         for i in range(settings.workers)
     )
     for process in workers:

@@ -145,7 +145,12 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
 ) -> None:
     port = free_port()
     env = python_env(
-        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
+        {
+            "MLFLOW_TRACKING_URI": trained.tracking_uri,
+            "MODEL_URI": trained.alias_uri,
+            "API_KEY": "workers-see-the-real-key-123",
+            "PREDICT_PUBLIC": "true",
+        },
         drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
     )
     args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
@@ -154,6 +159,13 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
         for _ in range(40):
             body = _post(f"http://127.0.0.1:{port}/predict", {"records": [IRIS_EXAMPLE] * 3})
             assert body["predictions"] == [2, 2, 2]
+        reload = urllib.request.Request(
+            f"http://127.0.0.1:{port}/admin/reload",
+            method="POST",
+            headers={"Authorization": "Bearer workers-see-the-real-key-123"},
+        )
+        with urllib.request.urlopen(reload, timeout=30) as answer:
+            assert json.load(answer)["status"] == "unchanged"  # the worker knows the real key
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(40) == 0, server.output()
