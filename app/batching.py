@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from app.errors import NotReady
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class MicroBatcher:
         # second call can use a second core); while all are busy, new requests queue up.
         self._slots = asyncio.Semaphore(concurrency)
         self._calls: set[asyncio.Task[None]] = set()
+        self._calling = 0  # requests inside running model calls
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # model calls made, for tests and metrics
@@ -96,7 +99,10 @@ class MicroBatcher:
         while rows < self.max_rows:
             if not self._queue.empty():
                 job = self._queue.get_nowait()
-            elif self._in_flight() > len(jobs) and (remaining := deadline - loop.time()) > 0:
+            elif (
+                self._in_flight() - self._calling > len(jobs)
+                and (remaining := deadline - loop.time()) > 0
+            ):
                 # Others have arrived and are still being parsed: give them a moment.
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
@@ -125,6 +131,7 @@ class MicroBatcher:
                 self._slots.release()
                 continue
             self.batches += 1
+            self._calling += len(jobs)
             call = loop.create_task(self._call(loop, jobs))
             self._calls.add(call)
             call.add_done_callback(self._finished)
@@ -148,6 +155,18 @@ class MicroBatcher:
             self._observe(predictions, seconds)  # one model call, however many requests
             return predictions
 
+        try:
+            await self._predict_jobs(run, jobs)
+        except asyncio.CancelledError:
+            for job in jobs:  # retired while predicting: nobody may be left waiting
+                _settle(job, exc=NotReady("the model was replaced while answering; retry"))
+            raise
+        finally:
+            self._calling -= len(jobs)
+
+    async def _predict_jobs(
+        self, run: Callable[[np.ndarray], Awaitable[list[Any]]], jobs: list[_Job]
+    ) -> None:
         matrix = jobs[0].matrix if len(jobs) == 1 else np.concatenate([j.matrix for j in jobs])
         try:
             predictions = await run(matrix)

@@ -49,7 +49,11 @@ class PredictLane:
             body = await answer(self.service, headers, receive)
         except ServiceError as exc:
             status = exc.status
-            body = _error(exc)
+            try:
+                body = _error(exc)
+            except Exception:  # a message that cannot be encoded must not become a bare 500
+                logger.warning("could not encode a %d error message", status, exc_info=True)
+                body = _json(error_body(status, exc.code, "invalid request"))
         except ClientDisconnect:
             status = 499  # nobody is listening; nothing to send
             self._count(status, start)

@@ -68,6 +68,7 @@ def create_app(
         finally:
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
             await service.stop()
 
     app = ServingApp(
@@ -143,7 +144,9 @@ def _openapi_for(app: FastAPI, service: ModelService) -> Callable[[], dict[str, 
             _document_auth(doc, public=settings.predict_public)
         if service.ready:
             schema = service.input_schema()
-            example = service.input_example()
+            # The example is a training row: show it only where /model-info is open too.
+            public = settings.api_key is None or settings.predict_public
+            example = service.input_example() if public else None
             record = schema.record_json_schema(example[0] if example else None)
             schemas.update(request_schemas(record, list(schema.names)))
         else:

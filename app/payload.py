@@ -45,6 +45,12 @@ def _invalid(loc: list[Any], msg: str) -> InvalidInput:
     return InvalidInput(summarize(details), details)
 
 
+def safe_name(name: object) -> str:
+    """A client-sent name fit to quote in an error: ASCII-escaped, at most 64 characters."""
+    text = str(name).encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for messages that must not echo the value."""
     if value is None:
@@ -82,7 +88,7 @@ def _split(value: Any, max_rows: int) -> Rows:
         raise _invalid(loc, f"expected an object with 'columns' and 'data', got {json_type(value)}")
     unknown = set(value) - {"columns", "data", "index"}
     if unknown:
-        raise _invalid(loc, f"unknown key(s): {', '.join(sorted(k[:64] for k in unknown))}")
+        raise _invalid(loc, f"unknown key(s): {', '.join(sorted(map(safe_name, unknown)))}")
     if "data" not in value:
         raise _invalid([*loc, "data"], "field required")
     data = _list_of(value["data"], [*loc, "data"], max_rows)
@@ -130,7 +136,7 @@ def normalize(payload: Any, max_rows: int) -> Batch:
     extra = set(payload) - {key, _PARAMS_KEY}
     if extra:
         raise _invalid(
-            [], f"unknown key(s) beside '{key}': {', '.join(sorted(k[:64] for k in extra))}"
+            [], f"unknown key(s) beside '{key}': {', '.join(sorted(map(safe_name, extra)))}"
         )
     if payload.get(_PARAMS_KEY) not in (None, {}):
         raise _invalid([_PARAMS_KEY], "this model takes no inference params")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, summarize
-from app.payload import Batch, Records, Rows, json_type
+from app.payload import Batch, Records, Rows, json_type, safe_name
 
 FLOAT_KINDS = frozenset({"double", "float"})
 INT_KINDS = frozenset({"long", "integer"})
@@ -44,7 +44,8 @@ _JSON_SCHEMA = {
 }
 _NUMBER_TYPES = frozenset({float, int})
 MAX_ERRORS = 20
-_INT64 = (-(2**63), 2**63 - 1)
+_INT_RANGE = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
+_FLOAT_MAX = {"double": 1.7976931348623157e308, "float": 3.4028234663852886e38}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +69,14 @@ def _value_error(column: Column, value: Any) -> str | None:
             return f"expected a number, got {json_type(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number (NaN and infinity are not allowed)"
-        if isinstance(value, int) and abs(value) > 1.7e308:
+        if abs(value) > _FLOAT_MAX[kind]:
             return "number out of range"
         return None
     if kind in INT_KINDS:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected an integer, got {json_type(value)}"
-        if not _INT64[0] <= value <= _INT64[1]:
+        low, high = _INT_RANGE[kind]
+        if not low <= value <= high:
             return "integer out of range"
         return None
     if kind == "boolean":
@@ -90,8 +92,7 @@ def _value_error(column: Column, value: Any) -> str | None:
     return None if isinstance(value, str) else f"expected a string, got {json_type(value)}"
 
 
-def _field(name: str) -> str:
-    return name if len(name) <= 64 else name[:61] + "..."
+_field = safe_name
 
 
 class InputSchema:
@@ -109,7 +110,9 @@ class InputSchema:
         self.array_order = tuple(array_order) if array_order else self.names
         if set(self.array_order) != self._nameset:
             raise ValueError("the model's feature names differ from its signature's inputs")
-        self.numeric = all(c.kind in FLOAT_KINDS and c.required for c in columns)
+        # The float64-matrix fast path: float32 ("float") columns go through a typed DataFrame,
+        # since MLflow's schema enforcement refuses float64 data for them.
+        self.numeric = all(c.kind == "double" and c.required for c in columns)
 
     @classmethod
     def from_signature(
@@ -157,13 +160,15 @@ class InputSchema:
                 raise _Slow
             if width != len(order):
                 raise _Slow
-            if booleans:
+            columns = batch.columns
+            reorder = columns is not None and columns != order
+            if booleans or reorder:  # reordering would drop extra values unseen
                 for row in batch.items:
                     if type(row) is not list or len(row) != width:
                         raise _Slow
             rows = batch.items
-            if batch.columns is not None and batch.columns != order:
-                idx = [batch.columns.index(name) for name in order]
+            if columns is not None and reorder:
+                idx = [columns.index(name) for name in order]
                 rows = [[row[i] for i in idx] for row in rows]
         if booleans:
             if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:

@@ -80,6 +80,9 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(supervisor), signal.SIGHUP)  # the siblings reload too
 
+    # SIGHUP means "reload"; until the app installs that handler, and after it removes it,
+    # the default action (terminate) must not apply.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     app = create_app(settings, on_fatal=fatal, on_reloaded=reloaded)
     config = uvicorn.Config(
         app,
@@ -140,7 +143,9 @@ def _supervise(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, hangup)
+    # Ignored while the workers start: an ignored signal stays ignored across exec, so a
+    # SIGHUP cannot kill a worker before its app has installed the reload handler.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
     context = multiprocessing.get_context("spawn")
     workers.extend(
@@ -150,6 +155,7 @@ def _supervise(settings: Settings) -> int:
     )
     for process in workers:
         process.start()
+    signal.signal(signal.SIGHUP, hangup)
     logger.info(
         "serving on http://%s:%d with %d workers (pids %s)",
         settings.host, sock.getsockname()[1], len(workers), [p.pid for p in workers],

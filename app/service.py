@@ -36,8 +36,9 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 PredictorFactory = Callable[[], Predictor]
-# Above this many rows, validation runs on a thread rather than in the event loop.
-INLINE_ROWS = 64
+# Bodies larger than this are parsed and validated on a thread, not on the event loop
+# (a 16 MiB body is ~0.1-0.2 s of work that no other request should wait behind).
+INLINE_BYTES = 16 * 1024
 _IDENTITY_KEYS = ("name", "version", "alias", "run_id", "uri")
 
 
@@ -66,8 +67,14 @@ def parse_json(body: bytes) -> Any:
         ) from None
 
 
-def _same_model(a: ModelIdentity, b: ModelIdentity) -> bool:
-    return (a.name, a.version, a.run_id) == (b.name, b.version, b.run_id)
+def _same_model(target: ModelIdentity, serving: ModelIdentity) -> bool:
+    """Whether the URI still names the model being served. A URI that resolves to no version
+    or run (models:/<model_id>) names one fixed model: the same."""
+    if target.version is None and target.run_id is None:
+        return True
+    if target.version is None:  # runs:/<run_id>/<path>
+        return target.run_id == serving.run_id
+    return (target.name, target.version) == (serving.name, serving.version)
 
 
 class ModelService:
@@ -285,23 +292,21 @@ class ModelService:
         )
 
     async def _predict(self, active: _Active, body: bytes) -> list[Any]:
-        predictor = active.predictor
-        batch = normalize(parse_json(body), self.settings.max_batch_rows)
-        parse = functools.partial(
-            predictor.schema.parse, batch, booleans=b"true" in body or b"false" in body
-        )
-        if len(batch.items) <= INLINE_ROWS:
-            data = parse()
-        else:
-            data = await anyio.to_thread.run_sync(parse)
+        parse = functools.partial(self._parse, active.predictor.schema, body)
+        data = parse() if len(body) <= INLINE_BYTES else await anyio.to_thread.run_sync(parse)
         if active.batcher is not None and isinstance(data, np.ndarray):
             return await active.batcher.predict(data)
         loop = asyncio.get_running_loop()
         predictions, seconds = await loop.run_in_executor(
-            self._executor, timed, predictor.predict, data
+            self._executor, timed, active.predictor.predict, data
         )
         active.metrics.observe(predictions, seconds)
         return predictions
+
+    def _parse(self, schema: InputSchema, body: bytes) -> Any:
+        """JSON body -> model input (InvalidInput says what is wrong)."""
+        batch = normalize(parse_json(body), self.settings.max_batch_rows)
+        return schema.parse(batch, booleans=b"true" in body or b"false" in body)
 
     def info(self) -> dict[str, Any]:
         return self._serving().predictor.describe()

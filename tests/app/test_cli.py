@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,23 @@ def test_workers_that_cannot_load_stop_the_service_with_exit_1(tmp_path: Path) -
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "giving up: model models:/sk_model@champion not loaded after 1s" in result.stderr
+
+
+def test_an_early_sighup_does_not_kill_the_workers(trained: TrainedModel, tmp_path: Path) -> None:
+    port = free_port()
+    env = python_env(
+        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
+        drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
+    )
+    args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
+    with running(args, env, tmp_path / "app.log") as server:
+        deadline = time.monotonic() + 20
+        while "with 2 workers" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGHUP)  # workers are still importing
+        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        server.proc.send_signal(signal.SIGHUP)  # now a reload: unchanged
+        body = _post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(40) == 0, server.output()
+    assert body["predictions"] == [2]

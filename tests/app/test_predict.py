@@ -152,6 +152,17 @@ BAD_BODIES: dict[str, tuple[str, int, list[Any]]] = {
         422,
         ["dataframe_split", "columns", "petal_width"],
     ),
+    "split reordered row too long": (
+        json.dumps({"dataframe_split": {"columns": NAMES[::-1], "data": [[1, 2, 3, 4, 999]]}}),
+        422,
+        ["dataframe_split", "data", 0],
+    ),
+    "unpaired surrogate in a field name": (
+        '{"sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7, "petal_width": 2.1, '
+        '"\\ud800": 1}',
+        422,
+        ["\\ud800"],
+    ),
     "instances row of strings": (
         json.dumps({"instances": [[1.0, 2.0, 3.0, SECRET]]}),
         422,

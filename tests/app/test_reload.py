@@ -153,3 +153,17 @@ def test_alias_polling_picks_up_a_new_version(store: Store) -> None:
         while _version(client) == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _version(client) == new["version"]
+
+
+def test_a_uri_that_pins_one_model_is_unchanged_on_reload() -> None:
+    from app.predictor import ModelIdentity
+    from app.service import _same_model
+
+    serving = ModelIdentity("models:/m-1", "m-1", None, None, "run-a", "m-1")
+    assert _same_model(ModelIdentity("models:/m-1", "m-1"), serving)  # resolves to no version
+    runs = ModelIdentity("runs:/run-a/m", "m", run_id="run-a")
+    assert _same_model(runs, serving)
+    alias_v1 = ModelIdentity("models:/sk@c", "sk", "1", "c", "run-a")
+    alias_v2 = ModelIdentity("models:/sk@c", "sk", "2", "c", "run-b")
+    assert _same_model(alias_v1, alias_v1)
+    assert not _same_model(alias_v2, alias_v1)

@@ -63,3 +63,28 @@ def test_invalid_input_is_refused_the_same_way_either_way(payload: Any) -> None:
         errors.append(caught.value.details)
     assert errors[0] == errors[1]
     assert errors[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "ok"),
+    [
+        ("integer", 2**31 - 1, True),
+        ("integer", 2**31, False),
+        ("integer", -(2**31) - 1, False),
+        ("long", 2**63 - 1, True),
+        ("long", 2**63, False),
+        ("float", 3.4e38, True),
+        ("float", 3.5e38, False),
+        ("double", 1.7e308, True),
+    ],
+)
+def test_numbers_must_fit_the_columns_type(kind: str, value: int | float, ok: bool) -> None:
+    schema = InputSchema([Column("n", kind), Column("x", "double")])
+    batch = normalize({"n": value, "x": 1.0}, 10)
+    if ok:
+        data = schema.parse(batch)
+        first = data[0, 0] if isinstance(data, np.ndarray) else data["n"].iloc[0]
+        assert first == pytest.approx(value, rel=1e-6)
+    else:
+        with pytest.raises(InvalidInput, match="out of range"):
+            schema.parse(batch)

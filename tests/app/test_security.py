@@ -162,3 +162,13 @@ def test_request_bodies_and_credentials_stay_out_of_the_logs(
     assert caplog.records, "something was logged at DEBUG, so the check means something"
     for text in (secret_value, wrong_key, KEY):
         assert text not in caplog.text
+
+
+def test_the_openapi_example_hides_training_rows_behind_the_key(
+    keyed: TestClient, serve: AppFactory
+) -> None:
+    record = keyed.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    assert "example" not in record
+    with serve(api_key=KEY, predict_public=True) as public:
+        shown = public.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    assert set(shown["example"]) == set(IRIS_EXAMPLE)
