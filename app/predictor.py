@@ -285,6 +285,10 @@ class MlflowPredictor:
         try:
             reference = _to_list(pyfunc.predict(check))
         except Exception as exc:
+            logger.warning(
+                "mlflow.pyfunc cannot predict on the model's own input example (%s): "
+                "requests may be refused", type(exc).__name__,
+            )  # fmt: skip
             return None, f"pyfunc (reference predict failed: {type(exc).__name__})"
         candidates = [("lean", compile_predict(estimator)), ("estimator", estimator.predict)]
         for name, candidate in candidates:
