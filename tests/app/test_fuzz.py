@@ -32,14 +32,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.settings import Settings
 from tests.app.conftest import AppFactory
 
 logger = logging.getLogger(__name__)
 
 # With an API key configured, /admin/* exists and every request carries the key.
 API_KEY = "fuzz-test-key-0123456789abcdef"
-AUTH_SUPPORTED = "api_key" in Settings.model_fields
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -63,9 +61,8 @@ OPERATIONS = {
 
 @pytest.fixture(scope="module")
 def fuzz_client(serve: AppFactory) -> Iterator[TestClient]:
-    """A ready app on models:/sk_model@champion, with an API key when the app supports one."""
-    overrides: dict[str, Any] = {"api_key": API_KEY} if AUTH_SUPPORTED else {}
-    with serve(**overrides) as client:
+    """A ready app on models:/sk_model@champion, with an API key (so /admin/* exists)."""
+    with serve(api_key=API_KEY) as client:
         yield client
 
 
@@ -127,8 +124,7 @@ def _operations(schema: Any) -> list[Any]:
 
 def test_the_schema_documents_every_operation(api_schema: Any) -> None:
     operations = {(op.method.upper(), op.path) for op in _operations(api_schema)}
-    expected = OPERATIONS | ({("POST", "/admin/reload")} if AUTH_SUPPORTED else set())
-    assert expected <= operations
+    assert OPERATIONS | {("POST", "/admin/reload")} <= operations
 
 
 SCENARIOS = {
@@ -146,9 +142,7 @@ def test_every_answer_is_documented(
     scenario: str, api_schema: Any, fuzz_client: TestClient
 ) -> None:
     mode, with_key = SCENARIOS[scenario]
-    if not (AUTH_SUPPORTED or with_key):
-        pytest.skip("the app has no API_KEY setting yet")
-    headers = {"Authorization": f"Bearer {API_KEY}"} if AUTH_SUPPORTED and with_key else None
+    headers = {"Authorization": f"Bearer {API_KEY}"} if with_key else None
     failures: dict[str, str] = {}
     sent: dict[str, int] = {}
     for operation in _operations(api_schema):
@@ -165,5 +159,4 @@ def test_every_answer_is_documented(
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     # The operations that take input really were fuzzed.
     assert sent["POST /predict"] >= EXAMPLES[("POST", "/predict")] // 2, sent
-    if AUTH_SUPPORTED:
-        assert sent["POST /admin/reload"] > 0, sent
+    assert sent["POST /admin/reload"] > 0, sent
