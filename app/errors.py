@@ -109,6 +109,17 @@ def error_body(
     return {"error": {"status": status, "code": code, "message": message, "details": details or []}}
 
 
+def error_bytes(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> bytes:
+    """The error as JSON; if its text cannot be encoded, the same error without it."""
+    try:
+        return orjson.dumps(error_body(status, code, message, details))
+    except TypeError:  # e.g. a lone surrogate that slipped into a message
+        logger.warning("could not encode a %d error message", status, exc_info=True)
+        return orjson.dumps(error_body(status, code, "invalid request"))
+
+
 def error_response(
     status: int,
     code: str,
@@ -117,7 +128,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     return Response(
-        orjson.dumps(error_body(status, code, message, details)),
+        error_bytes(status, code, message, details),
         status_code=status,
         media_type="application/json",
         headers=headers,

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from app.errors import ServiceError, error_body
+from app.errors import ServiceError, error_bytes
 from app.metrics import Metrics
 from app.routes.predict import PATH, answer
 from app.service import ModelService
@@ -35,7 +34,6 @@ class PredictLane:
     def __init__(self, service: ModelService, metrics: Metrics) -> None:
         self.service = service
         self._metrics = metrics
-        self._children: dict[int, tuple[Any, Any]] = {}
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -49,42 +47,18 @@ class PredictLane:
             body = await answer(self.service, headers, receive)
         except ServiceError as exc:
             status = exc.status
-            try:
-                body = _error(exc)
-            except Exception:  # a message that cannot be encoded must not become a bare 500
-                logger.warning("could not encode a %d error message", status, exc_info=True)
-                body = _json(error_body(status, exc.code, "invalid request"))
+            body = error_bytes(status, exc.code, exc.message, exc.details)
         except ClientDisconnect:
             status = 499  # nobody is listening; nothing to send
-            self._count(status, start)
+            self._metrics.count_request(PATH, "POST", status, time.perf_counter() - start)
             return
         except Exception as exc:  # the one shape, never a stack trace
             logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
             status = 500
-            body = _json(error_body(500, "internal_error", "internal error; see the service log"))
+            body = error_bytes(500, "internal_error", "internal error; see the service log")
         response_headers = [_JSON, (b"content-length", str(len(body)).encode())]
         if status == 401:
             response_headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
-        self._count(status, start)
-
-    def _count(self, status: int, start: float) -> None:
-        children = self._children.get(status)
-        if children is None:
-            children = self._children[status] = (
-                self._metrics.requests.labels(PATH, "POST", str(status)),
-                self._metrics.request_seconds.labels(PATH),
-            )
-        children[0].inc()
-        children[1].observe(time.perf_counter() - start)
-
-
-def _json(data: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(data)
-
-
-def _error(exc: ServiceError) -> bytes:
-    return _json(error_body(exc.status, exc.code, exc.message, exc.details))
+        self._metrics.count_request(PATH, "POST", status, time.perf_counter() - start)

@@ -75,6 +75,20 @@ class Metrics:
             registry=r, multiprocess_mode="livemin",
         )  # fmt: skip
         self._info_labels: tuple[str, ...] | None = None
+        # labels() costs a lock and a validation per call: keep the children per key.
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP answer, by route template, method and status."""
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_model(self, identity: dict[str, Any], load_seconds: float) -> None:
         """Record that the model with this identity is now the one serving."""
@@ -137,8 +151,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        # labels() costs a lock and a validation per call: keep the children per key.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,14 +168,6 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or UNMATCHED
-            key = (path, scope["method"], status)
-            children = self._children.get(key)
-            if children is None:
-                children = self._children[key] = (
-                    self.metrics.requests.labels(path, scope["method"], str(status)),
-                    self.metrics.request_seconds.labels(path),
-                )
-            children[0].inc()
-            children[1].observe(time.perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            seconds = time.perf_counter() - start
+            self.metrics.count_request(route, scope["method"], status, seconds)

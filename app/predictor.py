@@ -101,8 +101,6 @@ def _describe_error(exc: BaseException) -> tuple[str, bool]:
     """A one-line reason for a load failure, and whether retrying cannot help."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, LoadError):
-        return str(exc), exc.permanent
     if isinstance(exc, MlflowException):
         message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
         return message[:300], exc.error_code in _PERMANENT_CODES
@@ -111,6 +109,9 @@ def _describe_error(exc: BaseException) -> tuple[str, bool]:
 
 
 def load_error(exc: BaseException) -> LoadError:
+    """`exc` as a LoadError (itself, if it is one)."""
+    if isinstance(exc, LoadError):
+        return exc
     message, permanent = _describe_error(exc)
     return LoadError(message, permanent=permanent)
 

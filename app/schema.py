@@ -92,9 +92,6 @@ def _value_error(column: Column, value: Any) -> str | None:
     return None if isinstance(value, str) else f"expected a string, got {json_type(value)}"
 
 
-_field = safe_name
-
-
 class InputSchema:
     """Columns the model takes, and how to turn request bodies into model input."""
 
@@ -141,8 +138,7 @@ class InputSchema:
                 return self._fast_matrix(batch, booleans)
             except (_Slow, OverflowError, ValueError, TypeError, IndexError, KeyError):
                 pass
-        self._raise_if_invalid(batch)
-        return self._frame(batch)
+        return self._frame(self._valid_records(batch))
 
     def _fast_matrix(self, batch: Batch, booleans: bool) -> np.ndarray:
         order = self.array_order
@@ -192,9 +188,9 @@ class InputSchema:
         if batch.columns is not None:
             loc = [*batch.loc[:-1], "columns"] if batch.loc[-1:] == ("data",) else list(batch.loc)
             for name in sorted(self._required - set(columns)):
-                errors.append({"loc": [*loc, _field(name)], "msg": "column required"})
+                errors.append({"loc": [*loc, safe_name(name)], "msg": "column required"})
             for name in [c for c in columns if c not in self._nameset]:
-                errors.append({"loc": [*loc, _field(name)], "msg": "unknown column"})
+                errors.append({"loc": [*loc, safe_name(name)], "msg": "unknown column"})
         records: list[Any] = []
         for i, row in enumerate(batch.items):
             if not isinstance(row, list):
@@ -216,7 +212,8 @@ class InputSchema:
                 )
         return errors, records
 
-    def _raise_if_invalid(self, batch: Batch) -> None:
+    def _valid_records(self, batch: Batch) -> list[dict[str, Any]]:
+        """The batch as records, or InvalidInput naming every problem (up to 20)."""
         errors, records = self._records_view(batch)
         from_rows = isinstance(batch, Rows)
         for i, rec in enumerate(records):
@@ -232,19 +229,19 @@ class InputSchema:
                 continue
             if not from_rows:
                 for name in sorted(self._required - rec.keys()):
-                    errors.append({"loc": [*base, _field(name)], "msg": "field required"})
+                    errors.append({"loc": [*base, safe_name(name)], "msg": "field required"})
                 for name in [k for k in rec if k not in self._nameset]:
-                    errors.append({"loc": [*base, _field(str(name))], "msg": "unknown field"})
+                    errors.append({"loc": [*base, safe_name(str(name))], "msg": "unknown field"})
             for name, value in rec.items():
                 column = self._by_name.get(name)
                 if column is not None and (problem := _value_error(column, value)):
-                    errors.append({"loc": [*base, _field(name)], "msg": problem})
+                    errors.append({"loc": [*base, safe_name(name)], "msg": problem})
         if errors:
             errors = errors[:MAX_ERRORS]
             raise InvalidInput(summarize(errors), errors)
+        return records
 
-    def _frame(self, batch: Batch) -> pd.DataFrame:
-        _, records = self._records_view(batch)
+    def _frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         frame = pd.DataFrame.from_records(records, columns=list(self.names))
         for column in self.columns:
             dtype = _DTYPES[column.kind]

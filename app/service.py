@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -50,7 +50,7 @@ class _Active:
     identity_json: bytes
     metrics: ModelMetrics
     batcher: MicroBatcher | None = None
-    in_flight: int = field(default=0)
+    in_flight: int = 0
 
 
 def parse_json(body: bytes) -> Any:
@@ -142,7 +142,7 @@ class ModelService:
             try:
                 await anyio.to_thread.run_sync(predictor.load, abandon_on_cancel=True)
             except Exception as exc:
-                error = exc if isinstance(exc, LoadError) else load_error(exc)
+                error = load_error(exc)
                 self.metrics.load_failures.inc()
                 self.last_error = str(error)
                 remaining = deadline - time.monotonic()
@@ -222,10 +222,8 @@ class ModelService:
 
         Unchanged (same version and run) unless `force`. On failure the old model keeps
         serving and ReloadFailed says why."""
-        current = self._serving()
         async with self._reload_lock:
-            current = self._serving()
-            previous = current.predictor.identity
+            previous = self._serving().predictor.identity
             candidate = self._factory()
             try:
                 target = await anyio.to_thread.run_sync(candidate.resolve)
@@ -234,7 +232,7 @@ class ModelService:
                     return {"status": "unchanged", "model": previous.as_dict(), "previous": None}
                 await anyio.to_thread.run_sync(candidate.load)
             except Exception as exc:
-                error = exc if isinstance(exc, LoadError) else load_error(exc)
+                error = load_error(exc)
                 candidate.close()
                 self.metrics.reloads.labels("failure").inc()
                 logger.error("reload failed, still serving %s: %s", _label(previous), error)
