@@ -1,23 +1,47 @@
-"""API-key authentication: `Authorization: Bearer <API_KEY>`, compared in constant time."""
+"""API-key authentication: `Authorization: Bearer <API_KEY>`, compared in constant time.
+
+One mechanism for every protected route: a route names its `Guard` with `protect(guard)`
+(FastAPI routes) or carries it in its documented operation (the /predict lane); requests are
+checked by `authorize()`, and `document()` derives the OpenAPI security of every operation
+from the same guards.
+"""
 
 from __future__ import annotations
 
 import hmac
+from enum import Enum
+from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from app.errors import Forbidden, Unauthorized
 from app.settings import Settings
 
 SCHEME = "HTTPBearer"
 """The name of the security scheme in the OpenAPI document."""
+GUARD_KEY = "x-guard"
+"""Where an operation carries its guard until `document()` turns it into `security`."""
 
 
-def check_key(settings: Settings, authorization: str | None) -> None:
-    """Nothing if no key is configured or the right one was sent; else 401 or 403."""
-    key = settings.api_key
-    if key is None:
+class Guard(Enum):
+    CLIENT = "client"
+    """Predictions and model info: the key when API_KEY is set, unless PREDICT_PUBLIC."""
+    ADMIN = "admin"
+    """/admin/*: the key, always (the routes exist only when API_KEY is set)."""
+
+
+def needs_key(settings: Settings, guard: Guard) -> bool:
+    if settings.api_key is None:
+        return False
+    return guard is Guard.ADMIN or not settings.predict_public
+
+
+def authorize(settings: Settings, guard: Guard, authorization: str | None) -> None:
+    """Nothing if the route is open or the right key was sent; else 401 or 403."""
+    if not needs_key(settings, guard):
         return
+    key = settings.api_key
+    assert key is not None
     scheme, _, sent = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not sent.strip():
         raise Unauthorized("this endpoint needs Authorization: Bearer <API_KEY>")
@@ -25,16 +49,27 @@ def check_key(settings: Settings, authorization: str | None) -> None:
         raise Forbidden("the API key is not valid")
 
 
-def authorize_client(settings: Settings, authorization: str | None) -> None:
-    """/predict and /model-info: the key when API_KEY is set, unless PREDICT_PUBLIC."""
-    if settings.api_key is not None and not settings.predict_public:
-        check_key(settings, authorization)
+def protect(guard: Guard) -> dict[str, Any]:
+    """Route decorator arguments that check `guard` and document it."""
+
+    async def check(request: Request) -> None:
+        authorize(request.app.state.settings, guard, request.headers.get("authorization"))
+
+    return {"dependencies": [Depends(check)], "openapi_extra": {GUARD_KEY: guard.value}}
 
 
-async def require_admin(request: Request) -> None:
-    """/admin/*: the key, always (the routes exist only when API_KEY is set)."""
-    check_key(request.app.state.settings, request.headers.get("authorization"))
-
-
-async def require_client(request: Request) -> None:
-    authorize_client(request.app.state.settings, request.headers.get("authorization"))
+def document(doc: dict[str, Any], settings: Settings) -> None:
+    """Turn every operation's guard into its OpenAPI `security`, as `authorize()` applies it."""
+    protected = False
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            guard = operation.pop(GUARD_KEY, None)
+            if guard is not None and needs_key(settings, Guard(guard)):
+                operation["security"] = [{SCHEME: []}]
+                protected = True
+    if protected:
+        doc.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The service's API_KEY.",
+        }

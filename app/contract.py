@@ -1,4 +1,4 @@
-"""The documented shapes of the HTTP API (for OpenAPI), and the model-specific request schema.
+"""The documented shapes of the HTTP API (for OpenAPI).
 
 Bodies are produced by the service with orjson; these models exist so the OpenAPI document
 tells clients (and schemathesis) exactly what they get.
@@ -29,7 +29,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ModelIdentity(BaseModel):
+class ServedIdentity(BaseModel):
+    """Which model answered."""
+
     name: str
     version: str | None
     alias: str | None
@@ -39,7 +41,7 @@ class ModelIdentity(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Any] = Field(description="One prediction per input record, in order.")
-    model: ModelIdentity
+    model: ServedIdentity
 
 
 class Status(BaseModel):
@@ -48,6 +50,14 @@ class Status(BaseModel):
 
 class Readiness(BaseModel):
     status: str
+    source: str | None = Field(
+        default=None, description="Where the serving model came from: registry or cache."
+    )
+    registry: str | None = Field(
+        default=None,
+        description="Whether the tracking server and artifact store answer: reachable or "
+        "unreachable (the model then serves from the cache).",
+    )
     model: dict[str, Any] | None = None
 
 
@@ -71,57 +81,3 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "No model loaded yet.",
     }.items()
 }
-
-FORMAT_NAMES = ("records", "dataframe_split", "dataframe_records", "instances", "inputs")
-
-
-def request_schemas(record: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """OpenAPI components for /predict's body, built from the loaded model's record schema."""
-    ref = {"$ref": "#/components/schemas/Record"}
-    records = {"type": "array", "items": ref, "minItems": 1}
-    row = {"type": "array", "minItems": len(names), "maxItems": len(names)}
-    example = record.get("example")
-    return {
-        "Record": record,
-        "PredictRequest": {
-            "title": "PredictRequest",
-            "description": (
-                'One record, {"records": [...]}, or one of MLflow\'s scoring formats '
-                "(dataframe_split, dataframe_records, instances, inputs)."
-            ),
-            "oneOf": [
-                ref,
-                _only("records", records),
-                _only(
-                    "dataframe_split",
-                    {
-                        "type": "object",
-                        "properties": {
-                            "columns": {
-                                "type": "array",
-                                "items": {"type": "string", "enum": names},
-                                "uniqueItems": True,
-                            },
-                            "data": {"type": "array", "items": row, "minItems": 1},
-                        },
-                        "required": ["columns", "data"],
-                        "additionalProperties": False,
-                    },
-                ),
-                _only("dataframe_records", records),
-                _only("instances", records),
-                _only("inputs", records),
-            ],
-            "example": example or {},
-        },
-    }
-
-
-def _only(key: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "title": key,
-        "properties": {key: schema},
-        "required": [key],
-        "additionalProperties": False,
-    }

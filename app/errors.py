@@ -27,18 +27,10 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(
-        self,
-        message: str,
-        details: list[dict[str, Any]] | None = None,
-        *,
-        status: int | None = None,
-    ) -> None:
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
-        if status is not None:
-            self.status = status
 
 
 class InvalidInput(ServiceError):
@@ -51,6 +43,11 @@ class InvalidInput(ServiceError):
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    code = "method_not_allowed"
 
 
 class UnsupportedMediaType(ServiceError):
@@ -120,6 +117,30 @@ def error_bytes(
         return orjson.dumps(error_body(status, code, "invalid request"))
 
 
+Rendered = tuple[int, bytes, list[tuple[bytes, bytes]]]
+"""status, JSON body, extra headers"""
+
+
+def render(exc: BaseException) -> Rendered:
+    """Any exception as the answer the client gets: ours carry their status and message; the
+    unexpected are logged and answer a bare 500, never a stack trace."""
+    if isinstance(exc, ServiceError):
+        headers = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+        return exc.status, error_bytes(exc.status, exc.code, exc.message, exc.details), headers
+    logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return 500, error_bytes(500, "internal_error", "internal error; see the service log"), []
+
+
+def _response(rendered: Rendered) -> Response:
+    status, body, headers = rendered
+    return Response(
+        body,
+        status_code=status,
+        media_type="application/json",
+        headers={k.decode(): v.decode() for k, v in headers},
+    )
+
+
 def error_response(
     status: int,
     code: str,
@@ -169,10 +190,8 @@ def summarize(details: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Send every error (ours, FastAPI's, Starlette's, the unexpected) in the one shape."""
 
-    async def service_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ServiceError)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+    async def rendered(_: Request, exc: Exception) -> Response:
+        return _response(render(exc))
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -196,12 +215,8 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.debug("client disconnected before its request was read")
         return Response(status_code=499)  # nobody is listening
 
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return error_response(500, "internal_error", "internal error; see the service log")
-
-    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(ServiceError, rendered)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, disconnected)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, rendered)

@@ -74,6 +74,15 @@ class Metrics:
             "model_ready", "1 when a model is loaded and serving (in every worker).",
             registry=r, multiprocess_mode="livemin",
         )  # fmt: skip
+        self.source = Gauge(
+            "model_source", "Where the serving model came from (1): registry or cache.",
+            ["source"], registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.registry_reachable = Gauge(
+            "model_registry_reachable",
+            "1 while the tracking server and artifact store answer the API, 0 since they did not.",
+            registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
         self._info_labels: tuple[str, ...] | None = None
         # labels() costs a lock and a validation per call: keep the children per key.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -101,6 +110,11 @@ class Metrics:
         self.model_info.labels(*self._info_labels).set(1)
         self.load_seconds.labels(name, version).set(load_seconds)
         self.ready.set(1)
+
+    def observe_source(self, source: str) -> None:
+        """The serving model came from `source` (registry or cache)."""
+        for name in ("registry", "cache"):
+            self.source.labels(name).set(1 if name == source else 0)
 
     def for_model(self, name: str, version: str, classifier: bool) -> ModelMetrics:
         return ModelMetrics(self, name, version, classifier)

@@ -7,18 +7,20 @@ Accepted bodies (JSON objects):
   (`{"columns": [...], "data": [[...], ...]}`), `dataframe_records` (`[{...}, ...]`),
   `instances` and `inputs` (a list of records, a list of rows, or a dict of columns).
 
-Everything becomes either *records* (a list of objects) or *rows* (a list of arrays with the
-column names they are in), plus where in the body they came from, for error locations.
+`FORMATS` is the one table of them: each entry reads its body and describes it for the
+OpenAPI document. Everything becomes either *records* (a list of objects) or *rows* (a list
+of arrays with the column names they are in), plus where in the body they came from, for
+error locations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidInput, summarize
 
-FORMAT_KEYS = ("records", "dataframe_split", "dataframe_records", "instances", "inputs")
 # MLflow clients may send inference params beside the data; no served model takes any yet.
 _PARAMS_KEY = "params"
 
@@ -121,18 +123,74 @@ def _tensor_like(key: str, value: Any, max_rows: int) -> Batch:
     return Records(items, (key,))
 
 
+def _records(key: str) -> Callable[[Any, int], Batch]:
+    def read(value: Any, max_rows: int) -> Batch:
+        return Records(_list_of(value, [key], max_rows), (key,))
+
+    return read
+
+
+def _tensor(key: str) -> Callable[[Any, int], Batch]:
+    return lambda value, max_rows: _tensor_like(key, value, max_rows)
+
+
+Schema = dict[str, Any]
+_RECORD: Schema = {"$ref": "#/components/schemas/Record"}
+_RECORDS: Schema = {"type": "array", "items": _RECORD, "minItems": 1}
+
+
+def _row(names: list[str]) -> Schema:
+    return {"type": "array", "minItems": len(names), "maxItems": len(names)}
+
+
+def _split_schema(names: list[str]) -> Schema:
+    return {
+        "type": "object",
+        "properties": {
+            "columns": {
+                "type": "array",
+                "items": {"type": "string", "enum": names},
+                "uniqueItems": True,
+            },
+            "data": {"type": "array", "items": _row(names), "minItems": 1},
+        },
+        "required": ["columns", "data"],
+        "additionalProperties": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One accepted body: `{key: value}`, read into a Batch and documented by `schema`."""
+
+    key: str
+    read: Callable[[Any, int], Batch]
+    schema: Callable[[list[str]], Schema]
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("records", _records("records"), lambda names: _RECORDS),
+    Format("dataframe_split", _split, _split_schema),
+    Format("dataframe_records", _records("dataframe_records"), lambda names: _RECORDS),
+    Format("instances", _tensor("instances"), lambda names: _RECORDS),
+    Format("inputs", _tensor("inputs"), lambda names: _RECORDS),
+)
+"""Besides these, a body that is one record (an object keyed by the model's input names)."""
+_BY_KEY = {f.key: f for f in FORMATS}
+
+
 def normalize(payload: Any, max_rows: int) -> Batch:
     """Recognise the body's format; check it is non-empty and within the row limit."""
     if not isinstance(payload, dict):
         raise _invalid([], f"expected a JSON object, got {json_type(payload)}")
-    formats = [k for k in FORMAT_KEYS if k in payload]
-    if not formats:
+    keys = [k for k in _BY_KEY if k in payload]
+    if not keys:
         if not payload:
             raise _invalid([], 'empty object: send a record or {"records": [...]}')
         return Records([payload], (), single=True)
-    if len(formats) > 1:
-        raise _invalid([], f"send one of {', '.join(formats)}, not several")
-    key = formats[0]
+    if len(keys) > 1:
+        raise _invalid([], f"send one of {', '.join(keys)}, not several")
+    key = keys[0]
     extra = set(payload) - {key, _PARAMS_KEY}
     if extra:
         raise _invalid(
@@ -140,9 +198,27 @@ def normalize(payload: Any, max_rows: int) -> Batch:
         )
     if payload.get(_PARAMS_KEY) not in (None, {}):
         raise _invalid([_PARAMS_KEY], "this model takes no inference params")
-    value = payload[key]
-    if key in ("records", "dataframe_records"):
-        return Records(_list_of(value, [key], max_rows), (key,))
-    if key == "dataframe_split":
-        return _split(value, max_rows)
-    return _tensor_like(key, value, max_rows)
+    return _BY_KEY[key].read(payload[key], max_rows)
+
+
+def request_schemas(record: Schema, names: list[str]) -> dict[str, Schema]:
+    """OpenAPI components for /predict's body, from the loaded model's record schema."""
+    alternatives = [_RECORD] + [
+        {
+            "type": "object",
+            "title": f.key,
+            "properties": {f.key: f.schema(names)},
+            "required": [f.key],
+            "additionalProperties": False,
+        }
+        for f in FORMATS
+    ]
+    return {
+        "Record": record,
+        "PredictRequest": {
+            "title": "PredictRequest",
+            "description": "One record, or one of: " + ", ".join(f.key for f in FORMATS) + ".",
+            "oneOf": alternatives,
+            "example": record.get("example") or {},
+        },
+    }

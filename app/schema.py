@@ -55,6 +55,10 @@ class Column:
     required: bool = True
 
 
+_REPORTED = object()
+"""Stands for a row whose shape error is already listed (None is a record the client sent)."""
+
+
 class _Slow(Exception):
     """The fast path met something it does not handle: explain it the slow way."""
 
@@ -197,7 +201,7 @@ class InputSchema:
                 errors.append(
                     {"loc": [*batch.loc, i], "msg": f"expected an array, got {json_type(row)}"}
                 )
-                records.append(None)
+                records.append(_REPORTED)
             elif len(row) != len(columns):
                 errors.append(
                     {
@@ -205,7 +209,7 @@ class InputSchema:
                         "msg": f"expected {len(columns)} values, got {len(row)}",
                     }
                 )
-                records.append(None)
+                records.append(_REPORTED)
             else:
                 records.append(
                     {c: v for c, v in zip(columns, row, strict=True) if c in self._nameset}
@@ -222,7 +226,7 @@ class InputSchema:
             base: list[Any] = (
                 list(batch.loc) if getattr(batch, "single", False) else [*batch.loc, i]
             )
-            if rec is None:
+            if rec is _REPORTED:
                 continue
             if not isinstance(rec, dict):
                 errors.append({"loc": base, "msg": f"expected an object, got {json_type(rec)}"})

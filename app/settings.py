@@ -7,15 +7,12 @@ own `MLFLOW_*` and `AWS_*` variables; they are passed through untouched, never r
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-# runs:/<run_id>/<path> | models:/<name>@<alias> | models:/<name>/<version> | models:/<model_id>
-MODEL_URI_PATTERN = re.compile(r"^(runs:/[^/\s]+/\S+|models:/[^/@\s]+(@[^/@\s]+|/[^/@\s]+)?)$")
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 
@@ -26,7 +23,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     model_uri: str | None = None
-    """The model to serve: runs:/<run_id>/<name> | models:/<name>@<alias> | models:/<name>/<n>."""
+    """The model to serve: any URI MLflow loads a model from: runs:/<run_id>/<name>,
+    models:/<name>@<alias>, models:/<name>/<version>, models:/<model_id>, a local folder,
+    file://, s3://, mlflow-artifacts:/ ... One MLflow cannot load stops the start with its
+    reason."""
 
     run_id: str | None = None
     """Alternative to MODEL_URI, as in the seed: serve runs:/<RUN_ID>/<MODEL_NAME>."""
@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     """How long a batch may wait for requests already in flight to join it; a lone request
     never waits."""
 
+    model_cache_dir: Path | None = None
+    """Folder for a local cache of the last 2 models loaded from the registry, served at start
+    when the tracking server or artifact store cannot be reached. Unset: no cache."""
+
+    registry_retry_max: float = Field(default=10.0, gt=0)
+    """Most seconds between two tries of the registry while serving from the cache."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 
@@ -104,14 +111,9 @@ class Settings(BaseSettings):
     @field_validator("model_uri")
     @classmethod
     def _check_uri(cls, value: str | None) -> str | None:
-        if value is None or value == "":
+        if value is None or not value.strip():
             return None
-        if not MODEL_URI_PATTERN.match(value):
-            raise ValueError(
-                "must look like runs:/<run_id>/<name>, models:/<name>@<alias> "
-                "or models:/<name>/<version>"
-            )
-        return value
+        return value.strip()
 
     @model_validator(mode="after")
     def _one_model(self) -> Settings:

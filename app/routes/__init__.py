@@ -1,12 +1,13 @@
-"""HTTP routes: thin adapters from requests to the `ModelService`."""
+"""HTTP routes: thin adapters from requests to the model slot. (POST /predict is the lane's:
+app/lane.py.)"""
 
 from fastapi import APIRouter, FastAPI
 
-from app.routes import admin, health, info, metrics, predict
+from app.routes import admin, health, info, metrics
 
 
 def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
-    """Put every route straight on the app, /predict first.
+    """Put every route straight on the app.
 
     Not `include_router`: FastAPI keeps an included router as a layer that matches the
     request again at each level, which costs more per request than the whole model call."""
@@ -16,4 +17,3 @@ def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
     for module in modules:
         router: APIRouter = module.router  # type: ignore[attr-defined]
         app.router.routes.extend(router.routes)
-    app.router.routes[:0] = predict.router.routes  # matched first: it is the hot path

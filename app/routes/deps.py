@@ -1,13 +1,18 @@
+from typing import Annotated
+
 import orjson
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from app.service import ModelService
+from app.slot import ModelSlot
 
 
-async def get_service(request: Request) -> ModelService:
-    service: ModelService = request.app.state.service
-    return service
+async def get_slot(request: Request) -> ModelSlot:
+    slot: ModelSlot = request.app.state.slot
+    return slot
+
+
+Slot = Annotated[ModelSlot, Depends(get_slot)]
 
 
 def json_response(data: object, status_code: int = 200) -> Response:

@@ -1,14 +1,13 @@
 """GET /model-info: what is being served, where it came from, how it was trained."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.auth import require_client
+from app.auth import Guard, protect
 from app.contract import ERRORS
-from app.routes.deps import get_service, json_response
-from app.service import ModelService
+from app.routes.deps import Slot, json_response
 
 router = APIRouter(tags=["model"])
 
@@ -17,9 +16,9 @@ router = APIRouter(tags=["model"])
     "/model-info",
     response_model=dict[str, Any],
     responses={k: ERRORS[k] for k in (401, 403, 503)},
-    dependencies=[Depends(require_client)],
+    **protect(Guard.CLIENT),
 )
-async def model_info(service: Annotated[ModelService, Depends(get_service)]) -> Response:
+async def model_info(slot: Slot) -> Response:
     """URI, name, version, alias, run id, flavor, signature, run metrics and params, load time,
-    library versions."""
-    return json_response(service.info())
+    where it was loaded from, library versions."""
+    return json_response(slot.info())

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.predictor import MlflowPredictor
 from app.settings import Settings
 from tests.servers import python_env, run_cli
 
@@ -83,8 +82,6 @@ def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
     while time.monotonic() < deadline:
         if client.get("/readyz").status_code == 200:
             return
-        if client.app.state.service.failed:  # type: ignore[attr-defined]
-            break
         time.sleep(0.05)
     raise AssertionError(f"not ready: {client.get('/readyz').json()}")
 
@@ -99,12 +96,7 @@ def serve(trained: TrainedModel) -> AppFactory:
     @contextmanager
     def serve_(uri: str | None = None, **overrides: Any) -> Iterator[TestClient]:
         settings = Settings(model_uri=uri or trained.alias_uri, **overrides)
-        app = create_app(
-            settings,
-            predictor_factory=lambda: MlflowPredictor(
-                settings.resolved_model_uri, tracking_uri=trained.tracking_uri
-            ),
-        )
+        app = create_app(settings, tracking_uri=trained.tracking_uri)
         with TestClient(app, raise_server_exceptions=False) as client:
             wait_ready(client)
             yield client

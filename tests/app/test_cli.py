@@ -101,7 +101,7 @@ def test_embedded_default_store_trains_and_serves_from_one_folder(tmp_path: Path
     ("env", "needle"),
     [
         ({}, "MODEL_URI"),
-        ({"MODEL_URI": "s3://bucket/model"}, "MODEL_URI: must look like"),
+        ({"MODEL_URI": "runs:/abc/sk_model", "RUN_ID": "abc"}, "either MODEL_URI or RUN_ID"),
         ({"MODEL_URI": "runs:/abc/sk_model", "MODEL_LOAD_TIMEOUT": "soon"}, "MODEL_LOAD_TIMEOUT"),
     ],
 )

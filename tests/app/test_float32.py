@@ -16,7 +16,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from app.main import create_app
-from app.predictor import MlflowPredictor
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
 
@@ -46,7 +45,7 @@ def client(float32_model: tuple[str, str], tmp_path: Path) -> Iterator[TestClien
     tracking_uri, uri = float32_model
     app = create_app(
         Settings(model_uri=uri),
-        predictor_factory=lambda: MlflowPredictor(uri, tracking_uri=tracking_uri),
+        tracking_uri=tracking_uri,
     )
     with TestClient(app) as c:
         wait_ready(c)

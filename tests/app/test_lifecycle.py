@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.predictor import LoadError, MlflowPredictor, ModelIdentity
+from app.predictor import LoadError, ModelIdentity
 from app.schema import Column, InputSchema
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
@@ -26,6 +26,8 @@ class GatedModel:
         self.identity = ModelIdentity(uri="models:/fake@live", name="fake", version="7")
         self.schema = InputSchema([Column(n, "double") for n in IRIS_EXAMPLE])
         self._ready = False
+
+    is_classifier = False
 
     @property
     def ready(self) -> bool:
@@ -89,7 +91,7 @@ def test_missing_model_gives_up_at_once_with_the_reason(tmp_path: Any) -> None:
     store = f"sqlite:///{tmp_path}/empty.db"
     app = create_app(
         Settings(model_uri="models:/nope@champion", model_load_timeout=60),
-        predictor_factory=lambda: MlflowPredictor("models:/nope@champion", tracking_uri=store),
+        tracking_uri=store,
         on_fatal=fatal.set,
     )
     start = time.monotonic()
@@ -107,7 +109,7 @@ def test_unreachable_tracking_server_is_retried_until_the_budget_then_fatal(
     dead = f"http://127.0.0.1:{free_port()}"
     app = create_app(
         Settings(model_uri="models:/sk_model@champion", model_load_timeout=3),
-        predictor_factory=lambda: MlflowPredictor("models:/sk_model@champion", tracking_uri=dead),
+        tracking_uri=dead,
         on_fatal=fatal.set,
     )
     with TestClient(app) as client:

@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.predictor import MlflowPredictor
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
 from tests.servers import python_env, run_cli
@@ -56,12 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 def _client(store: Store, **overrides: Any) -> TestClient:
     settings = Settings(model_uri="models:/sk_model@champion", api_key=KEY, **overrides)
-    app = create_app(
-        settings,
-        predictor_factory=lambda: MlflowPredictor(
-            "models:/sk_model@champion", tracking_uri=store.tracking_uri
-        ),
-    )
+    app = create_app(settings, tracking_uri=store.tracking_uri)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -157,13 +151,13 @@ def test_alias_polling_picks_up_a_new_version(store: Store) -> None:
 
 def test_a_uri_that_pins_one_model_is_unchanged_on_reload() -> None:
     from app.predictor import ModelIdentity
-    from app.service import _same_model
+    from app.slot import same_model
 
     serving = ModelIdentity("models:/m-1", "m-1", None, None, "run-a", "m-1")
-    assert _same_model(ModelIdentity("models:/m-1", "m-1"), serving)  # resolves to no version
+    assert same_model(ModelIdentity("models:/m-1", "m-1"), serving)  # resolves to no version
     runs = ModelIdentity("runs:/run-a/m", "m", run_id="run-a")
-    assert _same_model(runs, serving)
+    assert same_model(runs, serving)
     alias_v1 = ModelIdentity("models:/sk@c", "sk", "1", "c", "run-a")
     alias_v2 = ModelIdentity("models:/sk@c", "sk", "2", "c", "run-b")
-    assert _same_model(alias_v1, alias_v1)
-    assert not _same_model(alias_v2, alias_v1)
+    assert same_model(alias_v1, alias_v1)
+    assert not same_model(alias_v2, alias_v1)

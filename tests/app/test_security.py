@@ -79,6 +79,7 @@ class SlowModel:
     identity = ModelIdentity(uri="models:/slow@live", name="slow", version="1")
     schema = InputSchema([Column(n, "double") for n in IRIS_EXAMPLE])
     ready = True
+    is_classifier = False
 
     def resolve(self) -> ModelIdentity:
         return self.identity

@@ -177,7 +177,22 @@ def test_model_files_are_in_the_bucket(
 # -- serving -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["run", "champion"])
+def _logged_model(tracking: TrackingServer, run_id: str) -> Any:
+    client = MlflowClient(tracking_uri=tracking.url)
+    experiment = client.get_run(run_id).info.experiment_id
+    (model,) = client.search_logged_models(
+        experiment_ids=[experiment], filter_string=f"source_run_id = '{run_id}'"
+    )
+    return model
+
+
+# Every kind of model URI the stack can name: a run's model, the alias, a version, the logged
+# model's id, and its files where they live (s3:// with direct artifacts; mlflow-artifacts:/
+# when the server proxies them).
+URI_KINDS = ["run", "champion", "version", "model_id", "storage"]
+
+
+@pytest.mark.parametrize("which", URI_KINDS)
 def test_api_serves_what_mlflow_loads(
     which: str,
     trained: dict[str, Any],
@@ -188,12 +203,18 @@ def test_api_serves_what_mlflow_loads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = services["api"]
-    if which == "run":
-        uri = f"runs:/{trained['run_id']}/sk_model"
-        env = tracking.client_env(service, MODEL_URI=uri)
-    else:
-        uri = compose.environment(service)["MODEL_URI"]  # models:/sk_model@champion
-        env = tracking.client_env(service)
+    logged = _logged_model(tracking, trained["run_id"])
+    uri = {
+        "run": f"runs:/{trained['run_id']}/sk_model",
+        "champion": compose.environment(service)["MODEL_URI"],  # models:/sk_model@champion
+        "version": f"models:/sk_model/{trained['version']}",
+        "model_id": f"models:/{logged.model_id}",
+        "storage": logged.artifact_location,
+    }[which]
+    if which == "storage":
+        scheme = "mlflow-artifacts:/" if tracking.proxied else f"s3://{BUCKET}/"
+        assert uri.startswith(scheme), uri
+    env = tracking.client_env(service, MODEL_URI=uri)
     expected = loaded_directly(tracking, uri, rows, monkeypatch)
     # Trained on the latest 100 rows by id (classes 1 and 2 of the seeded iris order).
     assert len(expected) == len(rows) and set(expected) <= {0, 1, 2}
@@ -214,11 +235,15 @@ def test_api_serves_what_mlflow_loads(
     assert info["uri"] == uri
     assert info["run_id"] == trained["run_id"]
     assert info["metrics"] == pytest.approx(trained["metrics"])
-    if which == "champion":
-        assert (info["name"], info["alias"]) == ("sk_model", "champion")
+    assert info["model_id"] == logged.model_id
+    if which in ("champion", "version"):
+        assert info["name"] == "sk_model"
+        assert info["alias"] == ("champion" if which == "champion" else None)
         assert info["version"] == str(trained["version"])
     else:
-        assert info["version"] is None  # a runs:/ URI names no registered version
+        assert info["version"] is None  # names no registered version: served pinned
+    if which in ("run", "model_id"):
+        assert info["name"] == "sk_model"  # the run's name for its model
 
 
 def test_second_up_keeps_the_model_and_a_rollout_serves_the_new_version(
