@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-# tests/app's session fixtures: a model trained by the trainer CLI into a SQLite store, iris rows.
-from tests.app.conftest import iris_records, trained  # noqa: F401
+# tests/app's session fixture: a model trained by the trainer CLI into a SQLite store.
+from tests.app.conftest import trained  # noqa: F401
 from tests.monitoring import prometheus
 
 

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,6 +332,30 @@ def wait_target_up(url: str, job: str = API_JOB, timeout: float = 60.0) -> dict[
     raise AssertionError(f"job {job!r} not up after {timeout}s: {states or 'no target'}")
 
 
+def wait_scraped_since(url: str, since: float, job: str = API_JOB, timeout: float = 60.0) -> None:
+    """Wait until every target of `job` has been scraped after Unix time `since`."""
+    deadline = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        last = query(url, f'timestamp(up{{job="{job}"}})')
+        if last and all(float(s["value"][1]) > since for s in last):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"job {job!r} not scraped since {since} within {timeout}s: {last}")
+
+
+def exercise(url: str, drive: Callable[[], object], timeout: float = 60.0) -> None:
+    """Once the API's target is up: `drive()` a load, wait for a scrape, `drive()` again.
+
+    The first round creates the series (a label set appears with its first request), the
+    second makes them grow between two scrapes, which rate() and histogram_quantile() need."""
+    wait_target_up(url, timeout=timeout)
+    drive()
+    since = time.time()
+    wait_scraped_since(url, since, timeout=timeout)
+    drive()
+
+
 def queries_without_data(url: str, queries: list[PanelQuery]) -> dict[str, str]:
     """{query label: why} for every query that errs or returns no finite value now."""
     missing = {}
@@ -349,21 +373,23 @@ def queries_without_data(url: str, queries: list[PanelQuery]) -> dict[str, str]:
 def wait_dashboard_data(
     url: str, queries: list[PanelQuery] | None = None, timeout: float = 45.0
 ) -> dict[str, str]:
-    """Poll until every dashboard query returns data or `timeout` passes; what still has none."""
-    queries = dashboard_queries() if queries is None else queries
+    """Poll until each dashboard query has returned data once, or `timeout` passes; what never
+    did. (A rate over a window that the load has left shows no data again later.)"""
+    pending = dashboard_queries() if queries is None else queries
     deadline = time.monotonic() + timeout
     while True:
-        missing = queries_without_data(url, queries)
-        if not missing or time.monotonic() > deadline:
+        missing = queries_without_data(url, pending)
+        pending = [q for q in pending if q.label in missing]
+        if not pending or time.monotonic() > deadline:
             return missing
         time.sleep(1.0)
 
 
-def check_stack(url: str, timeout: float = 120.0) -> None:
-    """For the compose test: the API's target is up in Prometheus at `url`, and every dashboard
-    query returns data (the API must have answered some /predict requests, valid and invalid,
-    and have been scraped twice since)."""
-    wait_target_up(url, timeout=timeout)
+def check_stack(url: str, drive: Callable[[], object], timeout: float = 120.0) -> None:
+    """For the compose test: with Prometheus at `url`, the API's target is up and, once
+    `drive()` has loaded the API twice around a scrape (`exercise`), every dashboard query
+    returns data. `drive` is typically `tests.monitoring.load.Load(client, api_key).run`."""
+    exercise(url, drive, timeout=timeout)
     missing = wait_dashboard_data(url, timeout=timeout)
     assert not missing, "dashboard queries without data:\n" + "\n".join(
         f"  {label}: {why}" for label, why in missing.items()

@@ -14,14 +14,14 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.app.conftest import IRIS_EXAMPLE, TrainedModel
+from tests.app.conftest import TrainedModel
 from tests.monitoring import prometheus as prom
+from tests.monitoring.load import Load
 from tests.servers import free_port, python_env, running
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.integration, pytest.mark.postgres]
@@ -34,22 +34,6 @@ DATA_TIMEOUT_S = 45.0
 
 
 @dataclass
-class Load:
-    """What the test sent, and what the API answered."""
-
-    statuses: Counter[int] = field(default_factory=Counter)
-    feedback: list[int] = field(default_factory=list)
-    reload: int | None = None
-
-    def send(self, client: httpx.Client, body: Any, **kwargs: Any) -> httpx.Response:
-        if "content" not in kwargs:
-            kwargs["json"] = body
-        response = client.post("/predict", **kwargs)
-        self.statuses[response.status_code] += 1
-        return response
-
-
-@dataclass
 class Scraped:
     api_url: str
     prometheus_url: str
@@ -58,40 +42,6 @@ class Scraped:
     counted: dict[str, float]
     counted_at: float  # Unix time: Prometheus had scraped the whole load by then
     missing: dict[str, str]
-
-
-def send_feedback(client: httpx.Client, answer: httpx.Response, labels: list[int]) -> int:
-    """POST /feedback with the true labels of one /predict answer's rows.
-
-    Assumes the lead's contract: the answer carries `request_id` (body, else the X-Request-ID
-    header) and /feedback takes {"request_id", "labels"}; align this with app/ once it lands."""
-    request_id = answer.json().get("request_id") or answer.headers.get("x-request-id")
-    body = {"request_id": request_id, "labels": labels}
-    return client.post("/feedback", json=body).status_code
-
-
-def drive(
-    client: httpx.Client, load: Load, records: list[dict[str, float]], labels: list[int]
-) -> None:
-    """Valid and invalid /predict requests, feedback on some answers, and a reload."""
-    for i in range(20):
-        load.send(client, records[(i * 7) % len(records)])
-    for start in range(0, len(records), 50):
-        batch = records[start : start + 50]
-        answer = load.send(client, {"records": batch})
-        if answer.status_code == 200:
-            load.feedback.append(send_feedback(client, answer, labels[start : start + 50]))
-    bad = [
-        {**IRIS_EXAMPLE, "petal_width": "wide"},  # a string for a number: 422
-        {k: v for k, v in IRIS_EXAMPLE.items() if k != "sepal_width"},  # missing: 422
-        {"records": []},  # empty batch: 422
-    ]
-    for body in bad * 3:
-        load.send(client, body)
-    load.send(client, None, content=b"not json", headers={"content-type": "application/json"})
-    load.send(client, None, content=b"x", headers={"content-type": "text/plain"})  # 415
-    headers = {"authorization": f"Bearer {API_KEY}"}
-    load.reload = client.post("/admin/reload", headers=headers).status_code
 
 
 def wait_counted(url: str, expected: Counter[int], timeout: float = 30.0) -> dict[str, float]:
@@ -113,12 +63,8 @@ def scraped(
     prometheus_image: str,
     trained: TrainedModel,
     make_database: Callable[[], str],
-    iris_records: list[dict[str, float]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scraped]:
-    from sklearn.datasets import load_iris
-
-    labels = [int(y) for y in load_iris().target]
     workdir = tmp_path_factory.mktemp("monitoring")
     port = free_port()
     env = python_env(
@@ -133,21 +79,20 @@ def scraped(
     )
     argv = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
     api_url = f"http://127.0.0.1:{port}"
-    with running(argv, env, workdir / "api.log", cwd=trained.workdir) as api:
+    config = prom.config_for(f"127.0.0.1:{port}", workdir / "prometheus")
+    with (
+        running(argv, env, workdir / "api.log", cwd=trained.workdir) as api,
+        prom.prometheus_container(prometheus_image, config, free_port()) as prom_url,
+        httpx.Client(base_url=api_url, timeout=10) as client,
+    ):
         api.wait_http(f"{api_url}/readyz", timeout=START_S)
-        load = Load()
-        with httpx.Client(base_url=api_url, timeout=10) as client:
-            # Before Prometheus' first scrape, so that the series exist and rates have a start.
-            drive(client, load, iris_records, labels)
-            config = prom.config_for(f"127.0.0.1:{port}", workdir / "prometheus")
-            with prom.prometheus_container(prometheus_image, config, free_port()) as prom_url:
-                prom.wait_target_up(prom_url)
-                drive(client, load, iris_records, labels)
-                counted = wait_counted(prom_url, load.statuses)
-                counted_at = time.time()
-                missing = prom.wait_dashboard_data(prom_url, timeout=DATA_TIMEOUT_S)
-                exposition = client.get("/metrics").text
-                yield Scraped(api_url, prom_url, exposition, load, counted, counted_at, missing)
+        load = Load(client, api_key=API_KEY)
+        prom.exercise(prom_url, load.run)
+        counted = wait_counted(prom_url, load.statuses)
+        counted_at = time.time()
+        missing = prom.wait_dashboard_data(prom_url, timeout=DATA_TIMEOUT_S)
+        exposition = client.get("/metrics").text
+        yield Scraped(api_url, prom_url, exposition, load, counted, counted_at, missing)
 
 
 def test_prometheus_scrapes_the_api_and_counts_every_answer(scraped: Scraped) -> None:
@@ -159,7 +104,7 @@ def test_prometheus_scrapes_the_api_and_counts_every_answer(scraped: Scraped) ->
     statuses = scraped.load.statuses
     assert statuses[200] == 2 * (20 + 3) and statuses[422] == 2 * 10 and statuses[415] == 2
     assert scraped.counted == {str(s): float(n) for s, n in statuses.items()}
-    assert scraped.load.reload == 200
+    assert scraped.load.reloads == [200, 200]
 
 
 def test_every_dashboard_query_returns_data(scraped: Scraped) -> None:
