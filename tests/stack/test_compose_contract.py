@@ -27,6 +27,7 @@ from trainer.cli import build_parser as trainer_parser
 from trainer.settings import TrainerSettings
 
 SERVICES = {"postgres", "minio", "create-bucket", "mlflow-server", "seed-db", "trainer", "api"}
+SERVICES |= {"prometheus", "grafana"}  # monitoring/; grafana behind the `grafana` profile
 HEALTHY, DONE = "service_healthy", "service_completed_successfully"
 CHAIN = {
     "postgres": {},
@@ -36,9 +37,12 @@ CHAIN = {
     "seed-db": {"postgres": HEALTHY},
     "trainer": {"seed-db": DONE, "create-bucket": DONE, "mlflow-server": HEALTHY},
     "api": {"trainer": DONE, "mlflow-server": HEALTHY, "minio": HEALTHY},
+    "prometheus": {},
+    "grafana": {"prometheus": HEALTHY},
 }
-LONG_RUNNING = {"postgres", "minio", "mlflow-server", "api"}
-ONE_SHOT = SERVICES - LONG_RUNNING
+LONG_RUNNING = {"postgres", "minio", "mlflow-server", "api", "prometheus"}
+OPTIONAL = {"grafana"}  # runs, has no healthcheck (tests/monitoring checks it)
+ONE_SHOT = SERVICES - LONG_RUNNING - OPTIONAL
 TRAINER_IMAGE = {"create-bucket", "seed-db", "trainer"}
 # The AWS variables boto3 reads that this stack may pass through.
 AWS_VARIABLES = {
