@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: the machine's PostgreSQL, fresh databases."""
+"""Fixtures shared by every test package: the machine's PostgreSQL, fresh databases, and
+figures printed in the terminal summary."""
 
 from __future__ import annotations
 
@@ -95,3 +96,23 @@ def make_database(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
 def database(make_database: Callable[[], str]) -> str:
     """One fresh database for this test."""
     return make_database()
+
+
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(pytestconfig: pytest.Config) -> list[str]:
+    """Lines a test appends to be printed in the run's terminal summary, under "figures"
+    (CI runs pytest with -ra, not -s: a test's own output would be captured)."""
+    return pytestconfig.stash.setdefault(_FIGURES, [])
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    lines = config.stash.get(_FIGURES, [])
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,844 @@
+"""Structure-aware fuzzing of POST /predict: every accepted body format, mutated at every level.
+
+The schema fuzz (test_fuzz.py) draws bodies from the OpenAPI document, one shape at a time; it
+never built `{"records": [null]}`, which answered 500. Here Hypothesis builds a valid body in
+each accepted format (the FORMATS table), then mutates it anywhere: any element replaced by
+null, a boolean, a number, a string, an array or an object; keys dropped, added, renamed or in
+another case; rows ragged; containers emptied, nested deeply or made very long; numbers huge,
+tiny, negative zero or out of any float's range; `params` beside the data; the bytes cut
+short, with a byte that is not UTF-8, or in another encoding Python's json reads (UTF-16,
+UTF-32, a byte order mark: RFC 8259 says UTF-8, so refusing such a body as a whole is as right
+as reading it right, and a 200 must read it right). Every body goes
+through the real app (lifespan, the trained model, small row and byte limits so that very long
+containers meet the limits rather than minutes of work), and every answer must hold:
+
+- never a 5xx: a bad body answers 422 (413 over the byte limit), a good one 200;
+- every non-200 is the one error shape `{"error": {"status", "code", "message", "details"}}`,
+  each detail `{"loc", "msg"}`, and it echoes no value the client sent: no string value and no
+  number (only distinctive ones are looked for: marker strings, numbers with 8+ digits; names
+  the client sent, keys and `dataframe_split.columns`, may be quoted);
+- every non-200 names a location. `details` is never empty. Locations are logical: the format
+  key, the record's index and the field's name, in that order (`["records", 2, "petal_width"]`,
+  `["dataframe_split", "data", 2, "petal_width"]`, `["inputs", 2, "petal_width"]` for a value
+  given by columns). The reference decoder below lists every problem it finds, each at the
+  most precise such location it can tell (the record's, the container's, or the body's); one
+  detail must contain one of them, in order (it may say more, e.g. `"data"` or the field).
+  `loc: []` names the body as a whole, and is accepted only when the body as a whole is wrong:
+  not JSON (or nested past any parser's depth), not an object, empty, several formats or
+  unknown keys beside the format, over the byte limit. A record the model cannot predict on
+  (valid by the signature, say 1.7e308, which overflows once scaled) is a problem with that
+  record: the error must name it, as the model says on that record alone;
+- every 200 answers exactly `mlflow.pyfunc.load_model(uri).predict` on the rows the body
+  means, one prediction per row, as read back by the reference decoder (written from the
+  README's rules, not from app code); a body that decoder accepts and pyfunc predicts on must
+  answer 200, one it refuses must not.
+
+Runs are seeded (the same bodies every run, different ones for each format), and the number
+of bodies sent is printed in the terminal summary (`figures`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import json
+import math
+import random
+import re
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from tests.app.conftest import IRIS_EXAMPLE, AppFactory
+
+NAMES = tuple(IRIS_EXAMPLE)  # the model's signature, in its order (checked against /model-info)
+MAX_ROWS = 40
+MAX_BODY = 32 * 1024  # over 16 KiB the app parses on a thread: both ways are reached
+BODIES_PER_FORMAT = 640  # 8 formats: 5,120 bodies a run
+MIN_BODIES = 5_000
+
+# Values far out of range overflow inside the model; numpy warns each time.
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+Loc = tuple[str | int, ...]
+Path = tuple[str | int, ...]
+Record = dict[str, float]
+Draw = Callable[[st.SearchStrategy[Any]], Any]
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raw:
+    """JSON text spliced into a body as is: what json.dumps cannot write (`1e999`, 5,000
+    levels of nesting); `values` are the distinctive values inside it, for the echo check."""
+
+    text: str
+    values: tuple[str, ...] = ()
+
+
+def dumps(node: Any) -> str:
+    if isinstance(node, Raw):
+        return node.text
+    if isinstance(node, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{dumps(v)}" for k, v in node.items()) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(dumps(v) for v in node) + "]"
+    return json.dumps(node)  # NaN and Infinity come out as such, as some clients send them
+
+
+def _distinctive(value: Any) -> str | None:
+    """How a sent number would read if echoed; None if not worth looking for (a short number
+    like 4 or 0.5 may well appear in an error's own words)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        text = str(abs(value))
+        return text if len(text) >= 8 else None
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(abs(value))
+        digits = re.sub(r"\D", "", text.split("e")[0]).strip("0")
+        return text if len(digits) >= 8 else None
+    return None
+
+
+MARKER = re.compile(r"vq\d{7}")  # value strings carry one; no error's words contain it
+
+
+@dataclass(frozen=True)
+class Case:
+    format: str
+    body: bytes
+    values: frozenset[str]  # texts that must not appear in an error body
+    encoding: str = "utf-8"
+
+    def __repr__(self) -> str:  # how failures show it
+        readable = self.encoding if self.encoding.startswith("utf-") else "utf-8"
+        text = self.body.decode(readable, "backslashreplace")
+        cut = text if len(text) <= 400 else f"{text[:400]}... ({len(self.body)} bytes)"
+        how = "" if self.encoding == "utf-8" else f" ({self.encoding})"
+        return f"Case({self.format}{how}: {cut})"
+
+
+def _leaves(tree: Any, at: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """(path, node) for every node of a body, the root first (iterative: bodies can be deep)."""
+    stack: list[tuple[Path, Any]] = [(at, tree)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        if isinstance(node, dict):
+            stack.extend(((*path, k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+
+
+def _echo_values(tree: Any, is_name: Callable[[Path], bool], at: Path = ()) -> frozenset[str]:
+    """The distinctive values in `tree` (found at `at` in the body): no error may show them."""
+    found: set[str] = set()
+    for path, node in _leaves(tree, at):
+        if isinstance(node, Raw):
+            found.update(node.values)
+        elif isinstance(node, str):
+            if not is_name(path):
+                found.update(MARKER.findall(node))
+        elif (text := _distinctive(node)) is not None:
+            found.add(text)
+    return frozenset(found)
+
+
+# -- the reference decoder: what a body means, by the README's rules -----------------------
+
+
+def shown(name: str) -> str:
+    """A client-sent name as errors may quote it: ASCII-escaped, at most 64 characters."""
+    text = name.encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+@dataclass
+class Reading:
+    """The rows a body means (records keyed by the signature's names, where each came from),
+    or the problems that make it invalid, each at its logical location."""
+
+    records: list[Record] = field(default_factory=list)
+    locs: list[Loc] = field(default_factory=list)
+    problems: list[Loc] = field(default_factory=list)
+    not_utf8: bool = False  # outside RFC 8259: refusing the body as a whole is right too
+
+    def problem(self, loc: Loc) -> None:
+        self.problems.append(loc)
+
+    def number(self, value: Any, loc: Loc) -> float | None:
+        """A JSON number that rounds to a finite float64 (booleans are not numbers)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(loc)
+            return None
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past the largest float
+            number = math.inf
+        if not math.isfinite(number):
+            self.problem(loc)
+            return None
+        return number
+
+    def record(self, record: Any, loc: Loc) -> None:
+        """One object keyed by exactly the signature's names, each a number."""
+        if not isinstance(record, dict):
+            self.problem(loc)
+            return
+        before = len(self.problems)
+        for name in NAMES:
+            if name not in record:
+                self.problem((*loc, name))
+        for key in record:
+            if key not in NAMES:
+                self.problem((*loc, shown(key)))
+        values = {n: self.number(record[n], (*loc, n)) for n in NAMES if n in record}
+        if len(self.problems) == before:
+            self.records.append({n: v for n, v in values.items() if v is not None})
+            self.locs.append(loc)
+
+    def row(self, row: Any, columns: list[str], loc: Loc) -> None:
+        """An array of values for `columns`, in that order."""
+        if not isinstance(row, list) or len(row) != len(columns):
+            self.problem(loc)
+            return
+        self.record(dict(zip(columns, row, strict=True)), loc)
+
+    def batch(self, value: Any, loc: Loc) -> list[Any] | None:
+        """An array of 1 to MAX_ROWS items."""
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_ROWS:
+            self.problem(loc)
+            return None
+        return value
+
+
+FORMAT_KEYS = ("records", "dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def _read_records(reading: Reading, value: Any, key: str) -> None:
+    for i, item in enumerate(reading.batch(value, (key,)) or []):
+        reading.record(item, (key, i))
+
+
+def _read_split(reading: Reading, value: Any, key: str) -> None:
+    """`{"columns": [names] (absent or null: the signature's order), "data": [rows],
+    "index": ...}`; the index labels rows and does not change what they mean."""
+    if not isinstance(value, dict) or not set(value) <= {"columns", "data", "index"}:
+        reading.problem((key,))
+        return
+    rows = reading.batch(value.get("data"), (key,))
+    columns = value.get("columns")
+    if columns is None:
+        columns = list(NAMES)
+    elif not isinstance(columns, list) or sorted(columns, key=str) != sorted(NAMES):
+        reading.problem((key, "columns"))
+        return
+    for i, row in enumerate(rows or []):
+        reading.row(row, columns, (key, i))
+
+
+def _read_tensor(reading: Reading, value: Any, key: str) -> None:
+    """`instances` / `inputs`: records, rows in the signature's order, a dict of equally long
+    columns, or one record as a dict."""
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        n = len(next(iter(value.values())))
+        if set(value) != set(NAMES) or any(len(v) != n for v in value.values()):
+            reading.problem((key,))
+        elif not 1 <= n <= MAX_ROWS:
+            reading.problem((key,))
+        else:
+            for i in range(n):
+                reading.record({name: value[name][i] for name in NAMES}, (key, i))
+        return
+    if isinstance(value, dict):
+        reading.record(value, (key,))
+        return
+    items = reading.batch(value, (key,)) or []
+    if items and isinstance(items[0], list):
+        for i, item in enumerate(items):
+            reading.row(item, list(NAMES), (key, i))
+    else:
+        for i, item in enumerate(items):
+            reading.record(item, (key, i))
+
+
+_READERS: dict[str, Callable[[Reading, Any, str], None]] = {
+    "records": _read_records,
+    "dataframe_records": _read_records,
+    "dataframe_split": _read_split,
+    "instances": _read_tensor,
+    "inputs": _read_tensor,
+}
+
+
+def read_predict(body: bytes) -> Reading:
+    """What a /predict body means: one record, or one format key (plus `params`, absent, null
+    or {}: the model takes none) holding the rows."""
+    reading = Reading()
+    try:
+        reading.not_utf8 = body.startswith(codecs.BOM_UTF8)
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        reading.not_utf8 = True
+    try:
+        # Python's json reads UTF-16 and UTF-32 too; NaN and Infinity parse (and are refused
+        # as values below).
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        reading.problem(())
+        return reading
+    if not isinstance(doc, dict) or not doc:
+        reading.problem(())
+        return reading
+    keys = [k for k in FORMAT_KEYS if k in doc]
+    if not keys:
+        reading.record(doc, ())
+        return reading
+    if len(keys) > 1 or not set(doc) <= {keys[0], "params"}:
+        reading.problem(())
+        return reading
+    if doc.get("params") is not None and doc["params"] != {}:
+        reading.problem(("params",))
+    _READERS[keys[0]](reading, doc[keys[0]], keys[0])
+    return reading
+
+
+# -- the table of formats -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A door: where bodies go, how the reference decoder reads them, where the answer's
+    predictions are, and which value positions hold names (errors may quote those)."""
+
+    path: str
+    read: Callable[[bytes], Reading]
+    predictions: Callable[[Any], list[Any]]
+    is_name: Callable[[Path], bool]
+
+
+PREDICT = Protocol(
+    path="/predict",
+    read=read_predict,
+    predictions=lambda answer: answer["predictions"],
+    is_name=lambda path: path[:2] == ("dataframe_split", "columns") and len(path) == 3,
+)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One accepted body format: the protocol (door) it goes through, and how to build a valid
+    body from records (`draw` picks among equivalent spellings: key order, columns given or
+    not, an index or not)."""
+
+    name: str
+    protocol: Protocol
+    build: Callable[[Draw, list[Record]], Any]
+    single: bool = False  # carries exactly one record
+
+
+ORDERS = st.permutations(NAMES)
+
+
+def _keyed(order: tuple[str, ...], records: list[Record]) -> list[dict[str, float]]:
+    return [{name: record[name] for name in order} for record in records]
+
+
+def _split(draw: Draw, records: list[Record]) -> dict[str, Any]:
+    columns = draw(st.none() | ORDERS)
+    body: dict[str, Any] = {
+        "columns": list(columns) if columns else None,
+        "data": [[r[c] for c in columns or NAMES] for r in records],
+    }
+    if columns is None and draw(st.booleans()):
+        del body["columns"]
+    if draw(st.booleans()):
+        body["index"] = list(range(len(records)))
+    return {"dataframe_split": body}
+
+
+# A new wire format is one more entry; a new protocol (Open Inference Protocol V2 bodies on
+# /v2/models/{name}/infer) is one more Protocol, with its reader, beside PREDICT.
+FORMATS = {
+    f.name: f
+    for f in [
+        Format("single", PREDICT, lambda d, rs: _keyed(d(ORDERS), rs)[0], single=True),
+        Format("records", PREDICT, lambda d, rs: {"records": _keyed(d(ORDERS), rs)}),
+        Format("dataframe_split", PREDICT, _split),
+        Format(
+            "dataframe_records",
+            PREDICT,
+            lambda d, rs: {"dataframe_records": _keyed(d(ORDERS), rs)},
+        ),
+        Format("instances_objects", PREDICT, lambda d, rs: {"instances": [dict(r) for r in rs]}),
+        Format(
+            "instances_rows",
+            PREDICT,
+            lambda d, rs: {"instances": [[r[n] for n in NAMES] for r in rs]},
+        ),
+        Format("inputs_records", PREDICT, lambda d, rs: {"inputs": [dict(r) for r in rs]}),
+        Format(
+            "inputs_columns",
+            PREDICT,
+            lambda d, rs: {"inputs": {n: [r[n] for r in rs] for n in d(ORDERS)}},
+        ),
+    ]
+}
+
+
+# -- mutations ------------------------------------------------------------------------------
+
+_FLOAT_MAX = 1.7976931348623157e308
+_HALFWAY = 2**1024 - 2**970  # the smallest integer that rounds to infinity, not to the max
+VOCABULARY = (*NAMES, *FORMAT_KEYS, "params", "columns", "data", "index")
+# fmt: off
+ODD_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-320, 1e308, -1e308,
+              _FLOAT_MAX, -_FLOAT_MAX, 1.7e308, 9007199254740993.0, math.nan, math.inf,
+              -math.inf)
+ODD_INTEGERS = (2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64, 10**30, 10**308, 10**309,
+                -(10**400), int(_FLOAT_MAX), int(_FLOAT_MAX) + 1, _HALFWAY - 1, _HALFWAY)
+ODD_LITERALS = tuple(Raw(t) for t in ("1e999", "-1e999", "1e-999", "-0", "-0.0e-0", "1E+2")) + (
+    Raw("123456789012345678901234567890e-300", ("123456789012345678901234567890",)),
+)
+ODD_STRINGS = ("", " ", "3.3", "6.7", "NaN", "Infinity", "true", "null", "1e999", "\x00",
+               "\ud800", *VOCABULARY)
+# fmt: on
+
+markers = st.integers(10**6, 10**7 - 1).map(lambda n: f"vq{n}")
+numbers: st.SearchStrategy[Any] = st.one_of(
+    st.floats(0.0, 8.0),  # plausible, with many digits
+    st.floats(allow_nan=False, allow_infinity=False),  # huge, tiny, subnormal, -0.0
+    st.sampled_from(ODD_FLOATS),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from(ODD_INTEGERS),
+    st.sampled_from(ODD_LITERALS),  # out of any float's range, and spellings json.dumps avoids
+)
+strings: st.SearchStrategy[str] = st.one_of(
+    st.builds(lambda m, t: m + t, markers, st.text(max_size=6)),
+    st.sampled_from(ODD_STRINGS),
+    st.builds(lambda m, n: m + "x" * n, markers, st.sampled_from([100, 20_000, 40_000])),
+)
+keys: st.SearchStrategy[str] = st.one_of(
+    st.sampled_from(VOCABULARY),
+    st.sampled_from(VOCABULARY).flatmap(
+        lambda k: st.sampled_from([k.upper(), k.title(), k.swapcase(), k + " ", k[:-1]])
+    ),
+    st.integers(10**6, 10**7 - 1).map(lambda n: f"kq{n}"),
+    st.text(max_size=8),
+    st.just("kq" + "\u00e9" * 100),  # quoted escaped and cut short
+    st.sampled_from(["\ud800", "\x00", ""]),
+)
+scalars = st.one_of(st.none(), st.booleans(), numbers, strings)
+
+
+def _deep(depth: int, opener: str, closer: str) -> Raw:
+    leaf = "3.14159265358979"
+    return Raw(opener * depth + leaf + closer * depth, (leaf,))
+
+
+DEPTHS = st.sampled_from([3, 40, 900, 1100, 5000])  # parsers stop near 1,000 levels
+junk: st.SearchStrategy[Any] = st.one_of(  # what any element may be replaced by
+    st.none(),
+    st.booleans(),
+    numbers,
+    strings,
+    st.lists(scalars, max_size=5),
+    st.dictionaries(keys, scalars, max_size=4),
+    DEPTHS.map(lambda d: _deep(d, "[", "]")),
+    DEPTHS.map(lambda d: _deep(d, '{"a":', "}")),
+    st.sampled_from([dict(IRIS_EXAMPLE), list(IRIS_EXAMPLE.values())]),  # a record for a row...
+)
+LONG = st.sampled_from([MAX_ROWS + 1, 2 * MAX_ROWS, 1_000, 3_000])  # past rows; past bytes
+# Strategies are built once: building one per draw cost more than the draws.
+INDEX = st.integers(0, 2**16)
+MUTATIONS = st.sampled_from([0, 1, 1, 1, 2, 3])
+# Where a plausible flower lies, per feature (iris's ranges): all three classes come up.
+RANGES = {
+    "sepal_length": (4.3, 7.9),
+    "sepal_width": (2.0, 4.4),
+    "petal_length": (1.0, 6.9),
+    "petal_width": (0.1, 2.5),
+}
+PARAMS: st.SearchStrategy[Any] = st.sampled_from([None, {}]) | junk
+LEAF_OPS = st.sampled_from(["replace"] * 3 + ["nest"])
+EMPTY_OPS = st.sampled_from(["replace"] * 3 + ["nest", "grow"])
+DICT_OPS = st.sampled_from(["replace"] * 3 + ["nest", "drop", "add", "rename", "empty", "long"])
+LIST_OPS = st.sampled_from(
+    ["replace"] * 3 + ["nest", "drop", "duplicate", "append", "empty", "long"]
+)
+NESTINGS = st.sampled_from(["[]", "[[]]", "{}"])
+# The body as bytes: UTF-8 mostly; else another encoding Python's json reads (RFC 8259 says
+# UTF-8, without a byte order mark), or cut short, or with a byte that is not UTF-8.
+ENCODINGS = st.sampled_from(
+    ["utf-8"] * 30 + ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "cut", "0xff"]
+)
+
+
+def _pick(draw: Draw, items: list[Any]) -> Any:
+    """One of `items` (shrinking towards the first)."""
+    return items[draw(INDEX) % len(items)]
+
+
+def _get(tree: Any, path: Path) -> Any:
+    for step in path:
+        tree = tree[step]
+    return tree
+
+
+def _set(tree: Any, path: Path, value: Any) -> Any:
+    """A copy of `tree` with the node at `path` replaced (nothing is changed in place)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {k: (_set(v, rest, value) if k == head else v) for k, v in tree.items()}
+    return [_set(v, rest, value) if i == head else v for i, v in enumerate(tree)]
+
+
+def _long(node: list[Any] | dict[str, Any], n: int, values: frozenset[str]) -> Raw:
+    """`node` grown to `n` items (its own, repeated; new keys for an object), as JSON text:
+    a Python tree that size would make every later step slow."""
+    if isinstance(node, dict):
+        parts = [f"{json.dumps(k)}:{dumps(v)}" for k, v in node.items()]
+        parts += [f'"kq{i:07d}":1.5' for i in range(n)]
+        return Raw("{" + ",".join(parts) + "}", tuple(values))
+    parts = [dumps(v) for v in node]
+    return Raw("[" + ",".join(parts[i % len(parts)] for i in range(n)) + "]", tuple(values))
+
+
+def _mutated(draw: Draw, node: Any, values: Callable[[Any], frozenset[str]]) -> Any:
+    """`node` changed in one way: replaced by anything (most often), or a container reshaped.
+    `values` tells the echo check's values inside a node at this place."""
+    if not isinstance(node, dict | list):
+        op = draw(LEAF_OPS)
+    else:
+        op = draw(EMPTY_OPS if not node else DICT_OPS if isinstance(node, dict) else LIST_OPS)
+    if op == "grow":
+        op = "add" if isinstance(node, dict) else "append"
+    if op == "replace":
+        return draw(junk)
+    if op == "nest":  # a record inside an array, a value inside an object...
+        nesting = draw(NESTINGS)
+        return {draw(keys): node} if nesting == "{}" else [[node]] if nesting == "[[]]" else [node]
+    if op == "empty":
+        return type(node)()
+    if op == "long":
+        return _long(node, draw(LONG), values(node))
+    if isinstance(node, dict):
+        items = list(node.items())
+        if op == "add":
+            return {**node, draw(keys): draw(junk)}
+        i = draw(INDEX) % len(items)
+        if op == "drop":
+            return dict(items[:i] + items[i + 1 :])
+        old = items[i][0]
+        new = draw(keys | st.sampled_from([old.upper(), old.title(), old.swapcase()]))
+        return {(new if k == old else k): v for k, v in items}  # rename
+    assert isinstance(node, list)
+    if op == "append":
+        return [*node, draw(junk)]
+    i = draw(INDEX) % len(node)
+    if op == "drop":
+        return node[:i] + node[i + 1 :]
+    return node[: i + 1] + node[i:]  # duplicate: a row one value longer, a batch one longer
+
+
+def _plausible(rng: random.Random, low: float, high: float) -> float:
+    """A value in range with many digits, now and then a whole number (a JSON integer)."""
+    value = rng.uniform(low, high)
+    return round(value) if rng.random() < 0.1 else value
+
+
+@st.composite
+def valid_bodies(draw: Draw, fmt: Format) -> tuple[list[Record], Any]:
+    """1 to 6 plausible records, and a body in `fmt` that carries them."""
+    # The values come from a seeded generator: drawing each through Hypothesis cost more than
+    # the request, and the mutations are what is searched for.
+    rng = random.Random(draw(INDEX))
+    n = 1 if fmt.single else 1 + draw(INDEX) % 6
+    records = [{k: _plausible(rng, *RANGES[k]) for k in NAMES} for _ in range(n)]
+    return records, fmt.build(draw, records)
+
+
+@st.composite
+def cases(draw: Draw, fmt: Format) -> Case:
+    """A valid body in `fmt`, with `params` one time in six, then 0 to 3 mutations, each at a
+    level drawn first (so the root is as likely to change as a leaf)."""
+    _, tree = draw(valid_bodies(fmt))
+    if isinstance(tree, dict) and draw(INDEX) % 6 == 0:
+        tree = {**tree, "params": draw(PARAMS)}
+    is_name = fmt.protocol.is_name
+    for _ in range(draw(MUTATIONS)):
+        paths = [p for p, node in _leaves(tree) if not isinstance(node, Raw)]
+        if not paths:  # the whole body is raw text by now
+            break
+        depth = _pick(draw, sorted({len(p) for p in paths}))
+        path = _pick(draw, [p for p in paths if len(p) == depth])
+        values = functools.partial(_echo_values, is_name=is_name, at=path)
+        node = _mutated(draw, _get(tree, path), values)
+        tree = _set(tree, path, node)
+    text, encoding = dumps(tree), draw(ENCODINGS)
+    if encoding in ("cut", "0xff"):
+        body = text.encode()
+        at = draw(INDEX) % len(body)
+        body = body[:at] if encoding == "cut" else body[:at] + b"\xff" + body[at:]
+    else:
+        body = text.encode(encoding)
+    return Case(fmt.name, body, _echo_values(tree, is_name), encoding)
+
+
+# -- the properties -------------------------------------------------------------------------
+
+
+class Unexpected(AssertionError):
+    """An answer that breaks a property; `kind` groups failures in the report."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+def expect(condition: bool, kind: str, message: str) -> None:
+    if not condition:
+        raise Unexpected(kind, message)
+
+
+def _contains(loc: list[Any], where: Loc) -> bool:
+    """Whether `where` appears in `loc` in order (same types: 1 is not "1" nor True)."""
+    parts = iter(loc)
+    return all(any(type(p) is type(w) and p == w for p in parts) for w in where)
+
+
+def _names_one_of(details: list[dict[str, Any]], wheres: list[Loc]) -> bool:
+    return any(_contains(d["loc"], w) for d in details for w in wheres)
+
+
+def check_error(response: Any, case: Case) -> list[dict[str, Any]]:
+    """The one error shape, naming a location, echoing no value; returns its details."""
+    text = response.text
+    try:
+        error = response.json()["error"]
+        shaped = (
+            response.headers["content-type"].startswith("application/json")
+            and set(response.json()) == {"error"}
+            and set(error) == {"status", "code", "message", "details"}
+            and error["status"] == response.status_code
+            and all(isinstance(error[k], str) and error[k] for k in ("code", "message"))
+            and isinstance(error["details"], list)
+            and all(
+                isinstance(d, dict)
+                and set(d) == {"loc", "msg"}
+                and isinstance(d["msg"], str)
+                and d["msg"]
+                and isinstance(d["loc"], list)
+                and all(type(p) in (str, int) for p in d["loc"])
+                for d in error["details"]
+            )
+        )
+    except (ValueError, KeyError, TypeError):
+        shaped = False
+    expect(shaped, "not the error shape", text)
+    expect(bool(error["details"]), "no details, so no location", text)
+    echoed = sorted(v[:40] for v in case.values if v in text)
+    expect(not echoed, "echoes a sent value", f"{echoed} in {text}")
+    return list(error["details"])
+
+
+def _refused(reference: Callable[[list[Record]], list[Any]], record: Record) -> bool:
+    try:
+        reference([record])
+    except Exception:
+        return True
+    return False
+
+
+def verify(
+    client: TestClient,
+    reference: Callable[[list[Record]], list[Any]],
+    fmt: Format,
+    case: Case,
+    tally: Counter[str],
+) -> None:
+    """Send `case` and check its answer against every property (see the module docstring)."""
+    response = client.post(
+        fmt.protocol.path, content=case.body, headers={"content-type": "application/json"}
+    )
+    status = response.status_code
+    tally[f"{fmt.name} {status}"] += 1
+    expect(status < 500, f"{status}", response.text)
+    details = check_error(response, case) if status != 200 else []
+    if len(case.body) > MAX_BODY:
+        expect(status == 413, "over the byte limit, not 413", f"{status}: {response.text}")
+        return
+    reading = fmt.protocol.read(case.body)
+    if reading.not_utf8 and status == 422:
+        return  # refused as a whole: as right as reading it right (which a 200 must do)
+    if reading.problems:
+        expect(status == 422, "invalid, not 422", f"problems at {reading.problems}: {status}")
+        expect(
+            _names_one_of(details, reading.problems),
+            "names no location of a problem",
+            f"problems at {reading.problems}, details {details}",
+        )
+        return
+    try:
+        expected = reference(reading.records)
+    except Exception:  # valid by the signature, yet the model cannot predict on some record
+        failing = [
+            loc
+            for record, loc in zip(reading.records, reading.locs, strict=True)
+            if _refused(reference, record)
+        ] or [()]
+        expect(status == 422, "pyfunc refuses it, not 422", f"records at {failing}: {status}")
+        expect(
+            _names_one_of(details, failing),
+            "names no record the model refuses",
+            f"records at {failing}, details {details}",
+        )
+        return
+    expect(status == 200, "valid, not 200", f"{status}: {response.text}")
+    try:
+        predictions = fmt.protocol.predictions(response.json())
+    except (ValueError, KeyError, TypeError):
+        predictions = None
+    expect(
+        predictions == expected,
+        "predictions differ from pyfunc's",
+        f"{predictions} != {expected} ({len(expected)} rows)",
+    )
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(serve: AppFactory) -> Iterator[TestClient]:
+    """The real app on the trained model, with limits small enough to reach quickly."""
+    with serve(max_batch_rows=MAX_ROWS, max_body_bytes=MAX_BODY) as client:
+        signature = client.get("/model-info").json()["signature"]["inputs"]
+        assert [c["name"] for c in signature] == list(NAMES)
+        assert {c["type"] for c in signature} == {"double"}
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tally(figures: list[str]) -> Iterator[Counter[str]]:
+    """Bodies sent, by format and status; the total goes to the terminal summary."""
+    counts: Counter[str] = Counter()
+    start, cpu = time.monotonic(), time.process_time()
+    yield counts
+    statuses: Counter[str] = Counter()
+    for key, n in counts.items():
+        statuses[key.split()[1]] += n
+    by_status = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
+    figures.append(
+        f"structure fuzz of /predict: {counts.total()} bodies in {len(FORMATS)} formats "
+        f"({by_status}) in {time.monotonic() - start:.1f}s "
+        f"({time.process_time() - cpu:.1f}s of CPU, the app's threads included)"
+    )
+
+
+def _report(name: str, sent: int, failures: dict[str, list[tuple[Case, str]]]) -> str:
+    """Each kind of failure once, with how often it came and its shortest body."""
+    lines = [f"{name}: {len(failures)} kind(s) of failure in {sent} bodies"]
+    for kind, seen in sorted(failures.items()):
+        case, message = min(seen, key=lambda s: len(s[0].body))
+        lines.append(f"- {kind} ({len(seen)} bodies), shortest: {case!r}\n    {message[:300]}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_no_body_of_any_shape_fails_the_service(
+    name: str,
+    fuzz_client: TestClient,
+    reference: Callable[[list[Record]], list[Any]],
+    tally: Counter[str],
+) -> None:
+    """Every body is sent and checked; all failures are reported together, each kind with
+    its shortest body (Hypothesis would stop at the first one and hide the others)."""
+    fmt = FORMATS[name]
+    failures: dict[str, list[tuple[Case, str]]] = {}
+    before = tally.total()
+
+    @given(case=cases(fmt))
+    @seed(zlib.crc32(name.encode()))  # fixed, and not the same bodies for every format
+    @settings(
+        max_examples=BODIES_PER_FORMAT,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Case) -> None:
+        try:
+            verify(fuzz_client, reference, fmt, case, tally)
+        except Unexpected as failure:
+            failures.setdefault(failure.kind, []).append((case, str(failure)))
+
+    run()
+    sent = tally.total() - before
+    assert not failures, _report(name, sent, failures)
+    assert sent >= MIN_BODIES // len(FORMATS), f"only {sent} bodies sent"
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_the_reference_decoder_reads_back_every_format(name: str) -> None:
+    """The oracle's own check: each format's valid bodies read back to the records they carry
+    (a new entry in FORMATS is checked here before its bodies are trusted as an oracle)."""
+    fmt = FORMATS[name]
+
+    @given(valid=valid_bodies(fmt))
+    @seed(zlib.crc32(name.encode()))
+    @settings(max_examples=100, database=None, deadline=None)
+    def run(valid: tuple[list[Record], Any]) -> None:
+        records, tree = valid
+        reading = fmt.protocol.read(dumps(tree).encode())
+        assert reading.problems == []
+        assert reading.records == records
+        assert all(list(r) == list(NAMES) for r in reading.records)
+
+    run()
+
+
+ROW = list(IRIS_EXAMPLE.values())
+# Bodies the fuzzing found (or was written for): issue 8's, which answered 500, and the
+# shapes next to them; each must meet the same properties.
+FOUND_BODIES: dict[str, tuple[str, str]] = {
+    "records: [null]": ('{"records": [null]}', "utf-8"),
+    "inputs: [null]": ('{"inputs": [null]}', "utf-8"),
+    "instances: [null]": ('{"instances": [null]}', "utf-8"),
+    "dataframe_records: [null]": ('{"dataframe_records": [null]}', "utf-8"),
+    "null among records": (json.dumps({"records": [IRIS_EXAMPLE, None, IRIS_EXAMPLE]}), "utf-8"),
+    "null among rows": (json.dumps({"instances": [ROW, None]}), "utf-8"),
+    "null split row": ('{"dataframe_split": {"data": [null]}}', "utf-8"),
+    "over the byte limit": (json.dumps({"records": [IRIS_EXAMPLE] * 400}), "utf-8"),
+    "a boolean in UTF-16": (json.dumps({"instances": [[True, *ROW[1:]]]}), "utf-16"),
+    "a boolean in UTF-32": (json.dumps({**IRIS_EXAMPLE, "petal_width": False}), "utf-32-le"),
+    "a record the model cannot take": (
+        json.dumps({"records": [IRIS_EXAMPLE, {**IRIS_EXAMPLE, "sepal_width": 1.7e308}]}),
+        "utf-8",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FOUND_BODIES))
+def test_the_bodies_found_so_far(
+    name: str, fuzz_client: TestClient, reference: Callable[[list[Record]], list[Any]]
+) -> None:
+    text, encoding = FOUND_BODIES[name]
+    body = text.encode(encoding)
+    values = _echo_values(json.loads(body), PREDICT.is_name)
+    verify(
+        fuzz_client, reference, FORMATS["records"], Case(name, body, values, encoding), Counter()
+    )
