@@ -72,6 +72,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         401: "No API key sent (Authorization: Bearer <API_KEY>).",
         403: "Wrong API key.",
+        404: "No such thing here (e.g. no predictions known for that request id).",
         408: "The request body did not arrive within BODY_TIMEOUT.",
         502: "Reload failed; the previous model is still serving.",
         504: "No answer within REQUEST_TIMEOUT.",

@@ -9,7 +9,10 @@ wholly by one model even if another is swapped in meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +21,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, summarize
+from app.failures import one_line
 from app.payload import Batch, normalize
-from app.schema import InputSchema
+from app.recorder import Recorder
+from app.schema import MAX_ERRORS, InputSchema
 from app.slot import ModelSlot, ServedModel
+
+logger = logging.getLogger(__name__)
 
 # Bodies larger than this are parsed and validated on a thread, not on the event loop
 # (a 16 MiB body is ~0.1-0.2 s of work that no other request should wait behind).
@@ -35,7 +42,13 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)  # accepts NaN / Infinity, which orjson rejects
+        # Accepts NaN / Infinity, which orjson rejects. UTF-8 only, as JSON on the wire must
+        # be (RFC 8259): json.loads would also take UTF-16/32, which the boolean check
+        # below could not see into.
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        message = "body is not UTF-8: send JSON encoded as UTF-8"
+        raise InvalidInput(message, [{"loc": [], "msg": message}]) from None
     except (ValueError, RecursionError):
         raise InvalidInput(
             "body is not valid JSON", [{"loc": [], "msg": "body is not valid JSON"}]
@@ -49,34 +62,74 @@ Reader = Callable[[Any, int], Batch]
 class DataPlane:
     """Answers prediction requests with the slot's serving model."""
 
-    def __init__(self, slot: ModelSlot) -> None:
+    def __init__(self, slot: ModelSlot, recorder: Recorder) -> None:
         self.slot = slot
+        self.recorder = recorder
         self.max_rows = slot.settings.max_batch_rows
 
-    def parse(self, schema: InputSchema, body: bytes, read: Reader) -> np.ndarray | pd.DataFrame:
-        """JSON body -> model input (InvalidInput says what is wrong)."""
+    def parse(
+        self, schema: InputSchema, body: bytes, read: Reader
+    ) -> tuple[np.ndarray | pd.DataFrame, Batch]:
+        """JSON body -> model input, and the batch it came from (InvalidInput says what is
+        wrong)."""
         batch = read(parse_json(body), self.max_rows)
-        return schema.parse(batch, booleans=b"true" in body or b"false" in body)
+        return schema.parse(batch, booleans=b"true" in body or b"false" in body), batch
 
-    async def infer(self, body: bytes, read: Reader) -> tuple[ServedModel, list[Any]]:
+    async def infer(
+        self, body: bytes, read: Reader, request_id: str
+    ) -> tuple[ServedModel, list[Any]]:
         """The serving model and its predictions for a body in the format `read` reads (the
-        caller bounds the time). Every protocol's door comes through here."""
+        caller bounds the time). Every protocol's door comes through here; what was predicted
+        is recorded (prediction log, drift, accuracy) off the request path."""
+        start = time.perf_counter()
         served = self.slot.serving()
         served.in_flight += 1
         try:
             schema = served.predictor.schema
             if len(body) <= INLINE_BYTES:
-                data = self.parse(schema, body, read)
+                data, batch = self.parse(schema, body, read)
             else:
-                data = await anyio.to_thread.run_sync(self.parse, schema, body, read)
-            predictions = await served.predict(data)
+                data, batch = await anyio.to_thread.run_sync(self.parse, schema, body, read)
+            try:
+                predictions = await served.predict(data)
+            except InvalidInput as exc:
+                cause = exc.__cause__
+                logger.info("the model refused the input: %s", one_line(str(cause or exc)))
+                if len(data) > 1 and not getattr(batch, "single", False):
+                    raise await self._refused_rows(served, data, batch, exc) from None
+                raise
         finally:
             served.in_flight -= 1
+        self.recorder.record(request_id, served, data, predictions, time.perf_counter() - start)
         return served, predictions
 
-    async def predict(self, body: bytes) -> bytes:
+    async def _refused_rows(
+        self, served: ServedModel, data: Any, batch: Batch, error: InvalidInput
+    ) -> InvalidInput:
+        """The model refused a batch: name the rows it refuses on their own (up to 20)."""
+        message = error.details[0]["msg"] if error.details else error.message
+
+        def find() -> list[int]:
+            refused = []
+            for i in range(len(data)):
+                row = data[i : i + 1] if isinstance(data, np.ndarray) else data.iloc[i : i + 1]
+                try:
+                    served.predictor.predict(row)
+                except InvalidInput:
+                    refused.append(i)
+                    if len(refused) == MAX_ERRORS:
+                        break
+            return refused
+
+        rows = await asyncio.get_running_loop().run_in_executor(served.executor, find)
+        if not rows:
+            return error  # only the combination is refused: nothing to point at
+        details = [{"loc": [*batch.loc, i], "msg": message} for i in rows]
+        return InvalidInput(summarize(details), details)
+
+    async def predict(self, body: bytes, request_id: str) -> bytes:
         """JSON answer bytes for a /predict body."""
-        served, predictions = await self.infer(body, normalize)
+        served, predictions = await self.infer(body, normalize, request_id)
         return b'{"predictions":%s,"model":%s}' % (
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
             served.identity_json,

@@ -45,6 +45,11 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
 class MethodNotAllowed(ServiceError):
     status = 405
     code = "method_not_allowed"

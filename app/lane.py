@@ -28,6 +28,7 @@ from app.errors import (
     UnsupportedMediaType,
     render,
 )
+from app.observe import new_request_id
 from app.settings import Settings
 
 PATH = "/predict"
@@ -38,10 +39,16 @@ _WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-len
 
 
 class Route:
-    """What the metrics middleware reads of a matched route: its path template."""
+    """What the request middleware reads of a matched route: its path template."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id (the request middleware puts it in the scope's state)."""
+    state = scope.get("state")
+    return state["request_id"] if state and "request_id" in state else new_request_id()
 
 
 def _check_content_type(value: str | None) -> None:
@@ -55,10 +62,15 @@ def _check_content_type(value: str | None) -> None:
         )
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    message = f"request body over the limit of {limit} bytes"
+    return PayloadTooLarge(message, [{"loc": [], "msg": message}])
+
+
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body, straight from the ASGI channel (a small body is one message)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -69,7 +81,7 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
+                raise _too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -84,7 +96,7 @@ class PredictLane:
         self.plane = plane
         self.settings = settings
 
-    async def answer(self, headers: dict[str, str], receive: Receive) -> bytes:
+    async def answer(self, headers: dict[str, str], receive: Receive, request_id: str) -> bytes:
         """The JSON answer, or a ServiceError saying what is wrong.
 
         Two limits, one timer: BODY_TIMEOUT while the body arrives (408), then
@@ -111,7 +123,7 @@ class PredictLane:
             reading = False
             timer.cancel()
             timer = loop.call_at(loop.time() + settings.request_timeout, expire)
-            return await self.plane.predict(body)
+            return await self.plane.predict(body, request_id)
         except asyncio.CancelledError:
             if not expired or task.uncancel() > 0:
                 raise  # cancelled from elsewhere (shutdown, client gone): not ours to answer
@@ -134,7 +146,7 @@ class PredictLane:
             if scope["method"] != "POST":
                 extra.append((b"allow", b"POST"))
                 raise MethodNotAllowed("method not allowed: use POST")
-            body = await self.answer(headers, receive)
+            body = await self.answer(headers, receive, request_id_of(scope))
         except ClientDisconnect:
             # Nobody is listening: nothing to send; the metrics count it as 499.
             await send({"type": "http.response.start", "status": 499, "headers": []})

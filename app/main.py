@@ -17,10 +17,13 @@ from app.dataplane import DataPlane
 from app.errors import ServiceError, install_error_handlers
 from app.lane import PATH, PredictLane
 from app.loader import Loader
-from app.metrics import Metrics, MetricsMiddleware
+from app.metrics import Metrics
 from app.mlflow_model import MlflowPredictor
+from app.observe import RequestMiddleware
 from app.openapi import openapi_for
+from app.predlog import PredictionLog
 from app.process import prepare_process
+from app.recorder import Recorder
 from app.routes import add_routes
 from app.settings import Settings, get_settings
 from app.slot import ModelSlot, PredictorFactory
@@ -87,10 +90,16 @@ def create_app(
     cache = ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None
     slot = ModelSlot(settings, factory, metrics, on_reloaded=on_reloaded, cache=cache)
     loader = Loader(slot, on_fatal=on_fatal)
+    log_url = settings.prediction_log_url
+    log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None
+    recorder = Recorder(settings, metrics, log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.spawn(loader.run(), "model-loader")
+        slot.spawn(recorder.run(), "recorder")
+        if log is not None:
+            log.start()
         hangup = _reload_on_hangup(slot)
         try:
             yield
@@ -98,7 +107,10 @@ def create_app(
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
+            await recorder.flush()
             await slot.stop()
+            if log is not None:
+                log.close()
 
     app = ServingApp(
         title="model-serving",
@@ -106,14 +118,15 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.lanes = {PATH: PredictLane(DataPlane(slot), settings)}
+    app.lanes = {PATH: PredictLane(DataPlane(slot, recorder), settings)}
     app.state.settings = settings
     app.state.slot = slot
     app.state.loader = loader
+    app.state.recorder = recorder
     app.state.metrics = metrics
     add_routes(app, admin_routes=settings.api_key is not None)
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestMiddleware, metrics=metrics)
     app.openapi = openapi_for(app, slot, settings)  # type: ignore[method-assign]
     return app
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from prometheus_client import (
@@ -16,14 +15,12 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Sub-millisecond buckets: a small sklearn model answers in well under 1 ms.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-UNMATCHED = "<unmatched>"
 # The *_created series double the exposition for no use on a dashboard.
 disable_created_metrics()
 
@@ -82,6 +79,44 @@ class Metrics:
             "model_registry_reachable",
             "1 while the tracking server and artifact store answer the API, 0 since they did not.",
             registry=r, multiprocess_mode="livemin",
+        )  # fmt: skip
+        drift = {"registry": r, "multiprocess_mode": "livemax"}
+        self.feature_psi = Gauge(
+            "feature_drift_psi",
+            "Population stability index of each feature, recent rows against training's.",
+            ["model", "version", "feature"], **drift,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.predicted_class_share = Gauge(
+            "predicted_class_share", "Share of each class among the recent predictions.",
+            ["model", "version", "class_"], **drift,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.training_class_share = Gauge(
+            "training_class_share", "Share of each class in the model's training rows.",
+            ["model", "version", "class_"], **drift,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.live_accuracy = Gauge(
+            "live_accuracy", "Accuracy over the most recent labelled predictions (POST /feedback).",
+            ["model", "version"], **drift,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.live_accuracy_rows = Gauge(
+            "live_accuracy_rows", "How many labelled predictions live_accuracy is over.",
+            ["model", "version"], **drift,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.log_queue = Gauge(
+            "prediction_log_queue_rows", "Rows waiting to be written to the prediction log.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.log_written = Counter(
+            "prediction_log_rows_written", "Rows written to the prediction log.", registry=r
+        )
+        self.log_dropped = Counter(
+            "prediction_log_rows_dropped",
+            "Rows not logged because the queue was full (the database slow or down).",
+            registry=r,
+        )  # fmt: skip
+        self.log_failures = Counter(
+            "prediction_log_write_failures", "Failed writes to the prediction log (retried).",
+            registry=r,
         )  # fmt: skip
         self._info_labels: tuple[str, ...] | None = None
         # labels() costs a lock and a validation per call: keep the children per key.
@@ -157,31 +192,3 @@ class ModelMetrics:
                     self._name, self._version, label
                 )
             child.inc(n)
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware counting every HTTP answer by route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            seconds = time.perf_counter() - start
-            self.metrics.count_request(route, scope["method"], status, seconds)

@@ -298,8 +298,8 @@ class MlflowPredictor:
             message = "the model's schema check rejected the input"
             raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
         except ValueError as exc:
-            # Valid by the signature, yet not computable (e.g. 1e308 overflows once scaled).
-            logger.info("the model refused an input: %s", str(exc).splitlines()[0][:200])
+            # Valid by the signature, yet not computable (e.g. 1e308 overflows once scaled);
+            # logged by the data plane, in the request's context.
             message = (
                 "the model cannot predict on these values (ValueError): check for values far "
                 "outside the range it was trained on"

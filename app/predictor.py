@@ -48,6 +48,8 @@ class Predictor(Protocol):
     schema: InputSchema
     local_dir: str | None
     """The folder of the loaded model's files (what the cache stores), if it has one."""
+    metadata: dict[str, Any]
+    """The model's own metadata (MLmodel `metadata`: the drift baseline lives there)."""
 
     @property
     def ready(self) -> bool: ...

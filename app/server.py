@@ -27,6 +27,7 @@ import time
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.observe import RequestIdFilter
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,12 @@ class NoDelayHttpToolsProtocol(HttpToolsProtocol):
 
 
 def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())  # each line of a request names its X-Request-ID
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+        handlers=[handler],
     )
     for noisy in ("mlflow", "botocore", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -82,6 +82,26 @@ class Settings(BaseSettings):
     registry_retry_max: float = Field(default=10.0, gt=0)
     """Most seconds between two tries of the registry while serving from the cache."""
 
+    prediction_log_url: SecretStr | None = None
+    """PostgreSQL URL the prediction log is written to (table prediction_log, created if
+    missing); unset: no log. May hold a password, so it comes from the environment."""
+
+    prediction_log_queue_rows: int = Field(default=100_000, ge=1)
+    """Most rows waiting in memory for the log writer; beyond it rows are dropped (counted in
+    prediction_log_rows_dropped_total), never a request slowed or failed."""
+
+    prediction_log_flush_seconds: float = Field(default=10.0, ge=0)
+    """On shutdown, how long the writer may take to write what is queued."""
+
+    drift_window_rows: int = Field(default=2000, ge=10)
+    """Recent rows the drift metrics (PSI per feature, predicted class shares) are computed on."""
+
+    drift_interval: float = Field(default=5.0, gt=0)
+    """Seconds between two drift computations (off the request path)."""
+
+    accuracy_window_rows: int = Field(default=500, ge=1)
+    """Live accuracy is over this many most recent labelled predictions, per model version."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 
@@ -98,6 +118,15 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("prediction_log_url")
+    @classmethod
+    def _log_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
     @field_validator("api_key")
     @classmethod

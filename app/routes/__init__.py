@@ -3,7 +3,7 @@ app/lane.py.)"""
 
 from fastapi import APIRouter, FastAPI
 
-from app.routes import admin, health, info, metrics
+from app.routes import admin, feedback, health, info, metrics
 
 
 def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
@@ -11,7 +11,7 @@ def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
 
     Not `include_router`: FastAPI keeps an included router as a layer that matches the
     request again at each level, which costs more per request than the whole model call."""
-    modules: list[object] = [health, info, metrics]
+    modules: list[object] = [health, info, metrics, feedback]
     if admin_routes:
         modules.append(admin)
     for module in modules:

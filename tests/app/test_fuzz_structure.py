@@ -287,7 +287,11 @@ def read_predict(body: bytes) -> Reading:
     or {}: the model takes none) holding the rows."""
     reading = Reading()
     try:
-        reading.not_utf8 = body.startswith(codecs.BOM_UTF8)
+        # UTF-16 of ASCII text decodes as UTF-8 too (NUL bytes are valid): ask json which
+        # encoding it would read the body in.
+        reading.not_utf8 = body.startswith(codecs.BOM_UTF8) or (
+            json.detect_encoding(body) != "utf-8"
+        )
         body.decode("utf-8")
     except UnicodeDecodeError:
         reading.not_utf8 = True

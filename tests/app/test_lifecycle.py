@@ -28,6 +28,8 @@ class GatedModel:
         self._ready = False
 
     is_classifier = False
+    local_dir = None
+    metadata: dict[str, Any] = {}
 
     @property
     def ready(self) -> bool:

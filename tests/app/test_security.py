@@ -80,6 +80,8 @@ class SlowModel:
     schema = InputSchema([Column(n, "double") for n in IRIS_EXAMPLE])
     ready = True
     is_classifier = False
+    local_dir = None
+    metadata: dict[str, Any] = {}
 
     def resolve(self) -> ModelIdentity:
         return self.identity

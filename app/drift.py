@@ -1,0 +1,148 @@
+"""Drift and live accuracy of the serving model, exported in /metrics.
+
+`DriftMonitor` keeps a window of the most recent rows and predictions of the serving model.
+Every DRIFT_INTERVAL seconds (off the request path) it sets, per feature, the population
+stability index of the window against the baseline the trainer logged with the model
+(model_serving.baseline), and the predicted class shares beside the training ones. A model
+without a baseline serves without drift metrics.
+
+`LiveAccuracy` remembers recent predictions by request id; labels sent to POST /feedback are
+scored against them, over the last ACCURACY_WINDOW_ROWS labelled rows per model version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import Gauge
+
+from app.metrics import Metrics
+from model_serving import baseline
+
+logger = logging.getLogger(__name__)
+
+
+class DriftMonitor:
+    """The window of one serving model's recent rows, and the drift gauges it sets."""
+
+    def __init__(self, metrics: Metrics, window: int) -> None:
+        self.metrics = metrics
+        self.window = window
+        self._key: tuple[str, str] | None = None
+        self._baseline: dict[str, Any] | None = None
+        self._names: tuple[str, ...] = ()
+        self._rows: deque[np.ndarray] = deque()
+        self._count = 0
+        self._predictions: deque[Any] = deque(maxlen=window)
+        self._series: list[tuple[Gauge, tuple[str, ...]]] = []
+
+    def _switch(self, name: str, version: str, names: Sequence[str], meta: dict[str, Any]) -> None:
+        """A new model serves: start its window; the old model's series go."""
+        for gauge, labels in self._series:
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
+        self._series = []
+        self._key = (name, version)
+        self._names = tuple(names)
+        self._rows.clear()
+        self._count = 0
+        self._predictions.clear()
+        found = meta.get(baseline.METADATA_KEY)
+        self._baseline = found if baseline.is_baseline(found) else None
+        if self._baseline is None:
+            logger.info("model %s %s has no drift baseline: no drift metrics", name, version)
+            return
+        for label, share in self._baseline["classes"].items():
+            self._set(self.metrics.training_class_share, (name, version, str(label)), share)
+
+    def _set(self, gauge: Gauge, labels: tuple[str, ...], value: float) -> None:
+        gauge.labels(*labels).set(value)
+        if (gauge, labels) not in self._series:
+            self._series.append((gauge, labels))
+
+    def add(
+        self, key: tuple[str, str], names: Sequence[str], meta: dict[str, Any],
+        rows: np.ndarray, predictions: list[Any],
+    ) -> None:  # fmt: skip
+        """Rows (a float matrix, columns in `names` order) and their predictions."""
+        if key != self._key:
+            self._switch(*key, names, meta)
+        self._rows.append(rows)
+        self._count += len(rows)
+        while self._count - len(self._rows[0]) >= self.window:
+            self._count -= len(self._rows.popleft())
+        self._predictions.extend(predictions)
+
+    def compute(self) -> None:
+        """Set the gauges from the window (PSI per feature, predicted class shares)."""
+        if self._key is None or self._baseline is None or not self._rows:
+            return
+        name, version = self._key
+        window = np.concatenate(list(self._rows))[-self.window :]
+        features = self._baseline["features"]
+        for i, feature in enumerate(self._names):
+            spec = features.get(feature)
+            if spec is None:
+                continue
+            actual = baseline.shares(spec["edges"], window[:, i].tolist())
+            psi = baseline.psi(spec["shares"], actual)
+            self._set(self.metrics.feature_psi, (name, version, feature), psi)
+        counts: dict[str, int] = {}
+        for value in self._predictions:
+            counts[str(value)] = counts.get(str(value), 0) + 1
+        total = len(self._predictions)
+        for label in set(counts) | set(self._baseline["classes"]):
+            share = counts.get(label, 0) / total if total else 0.0
+            self._set(self.metrics.predicted_class_share, (name, version, label), share)
+
+
+class LiveAccuracy:
+    """Recent predictions by request id, and accuracy over the labels sent for them."""
+
+    def __init__(self, metrics: Metrics, window: int, remember: int = 100_000) -> None:
+        self.metrics = metrics
+        self.window = window
+        self.remember = remember
+        self._recent: OrderedDict[str, tuple[str, str, list[Any]]] = OrderedDict()
+        self._scores: dict[tuple[str, str], deque[bool]] = {}
+
+    def add(self, request_id: str, key: tuple[str, str], predictions: list[Any]) -> None:
+        self._recent[request_id] = (*key, predictions)
+        if len(self._recent) > self.remember:
+            self._recent.popitem(last=False)
+
+    def predictions(self, request_id: str) -> tuple[str, str, list[Any]] | None:
+        return self._recent.get(request_id)
+
+    def score(
+        self, key: tuple[str, str], predictions: list[Any], labels: list[Any]
+    ) -> tuple[int, float]:
+        """Count labels against predictions: how many were right, and the model version's
+        accuracy now."""
+        scores = self._scores.setdefault(key, deque(maxlen=self.window))
+        right = [_same(p, y) for p, y in zip(predictions, labels, strict=True)]
+        scores.extend(right)
+        accuracy = sum(scores) / len(scores)
+        self.metrics.live_accuracy.labels(*key).set(accuracy)
+        self.metrics.live_accuracy_rows.labels(*key).set(len(scores))
+        return sum(right), accuracy
+
+
+def _same(prediction: Any, label: Any) -> bool:
+    """Whether a label names the predicted class (2 == 2.0 == "2")."""
+    if prediction == label:
+        return True
+    return str(prediction) == str(label) or _number(prediction) == _number(label) is not None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
