@@ -108,9 +108,10 @@ def test_a_database_that_is_down_costs_no_request_and_overflow_is_counted(
             answer = client.post("/predict", json={"records": [IRIS_EXAMPLE] * 5})
             assert answer.status_code == 200
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and metric(
-            client, "prediction_log_write_failures_total"
-        ) == 0:
+        while (
+            time.monotonic() < deadline
+            and metric(client, "prediction_log_write_failures_total") == 0
+        ):
             time.sleep(0.1)
         assert metric(client, "prediction_log_write_failures_total") >= 1
         assert metric(client, "prediction_log_rows_dropped_total") >= 25  # 50 rows, room for 25
@@ -166,7 +167,7 @@ def test_sigterm_writes_what_is_queued_and_the_log_lines_name_the_request(
     with running(args, env, tmp_path / "app.log") as server:
         server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            for i in range(20):
+            for _ in range(20):
                 body = {"records": [IRIS_EXAMPLE] * 10}
                 assert client.post("/predict", json=body).status_code == 200
             overflow = {"records": [IRIS_EXAMPLE, {**IRIS_EXAMPLE, "sepal_width": 1.7e308}]}
