@@ -194,7 +194,7 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
         )
         data = load()
         try:
-            data.frame().to_csv(job.data_out, index=False)
+            data.rows.to_csv(job.data_out, index=False)
         except OSError as exc:
             raise TrainerError(f"cannot write {job.data_out}: {exc.strerror or exc}") from None
         pipeline, parts, scores = model.train(
