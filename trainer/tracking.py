@@ -19,7 +19,8 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.pyfunc import PyFuncModel
 
-from trainer import model
+from model_serving import baseline
+from trainer import model, reference
 from trainer.data import Dataset
 from trainer.errors import TrainerError, first_line, redact
 
@@ -203,13 +204,18 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
         mlflow.log_params({"n_train": len(parts.y_train), "n_valid": len(parts.y_valid)})
         mlflow.log_metrics(scores.as_metrics())
         signature = infer_signature(parts.x_train, pipeline.predict(parts.x_train))
+        drift_baseline = reference.baseline(parts.x_train, parts.y_train)
         info = mlflow.sklearn.log_model(
             pipeline,
             name=job.model_name,
             signature=signature,
             input_example=parts.x_train.head(10),
             pip_requirements=model_requirements(),
+            metadata={baseline.METADATA_KEY: drift_baseline},
         )
+        mlflow.log_dict(drift_baseline, baseline.ARTIFACT_NAME)
+        rows = reference.training_rows(parts.x_train, parts.y_train)
+        mlflow.log_text(rows.to_csv(index=False), reference.TRAINING_ROWS)
     result = TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,
