@@ -1,6 +1,7 @@
 """`python -m trainer <command>`: train, evaluate, seed-db, create-bucket.
 
-Expected failures end with one `error: ...` line on stderr and exit 1 (usage errors exit 2).
+Expected failures end with one `error: ...` line on stderr and exit 1; usage errors, and a
+command whose extra is not installed, exit 2.
 Only the command's result goes to stdout; anything libraries print goes to stderr.
 """
 
@@ -22,7 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from trainer.errors import TrainerError, redact, scrub
-from trainer.model import KERNELS
+from trainer.extras import TRAINER, Extra, MissingExtra, require
+from trainer.hyper import KERNELS, HyperParams
 from trainer.settings import TrainerSettings, get_settings
 
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "botocore", "py.warnings", "git")
@@ -90,6 +92,7 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
         "-v", "--verbose", action="store_true", help="show INFO logs (MLflow's included)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(extra=TRAINER)
 
     train = commands.add_parser("train", help="fit the model and log it to MLflow")
     train.set_defaults(handler=cmd_train)
@@ -234,7 +237,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    from trainer import data, model, tracking
+    from trainer import data, tracking
 
     if args.skip_if_exists and args.register is None:
         parser.error("--skip-if-exists needs --register")
@@ -255,7 +258,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     job = tracking.TrainingJob(
         experiment=args.experiment,
         model_name=args.model_name,
-        hyper=model.HyperParams(C=args.C, kernel=args.kernel, gamma=args.gamma),
+        hyper=HyperParams(C=args.C, kernel=args.kernel, gamma=args.gamma),
         train_size=args.train_size,
         random_state=args.random_state,
         data_params=data_params,
@@ -372,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(settings)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, argparse.ArgumentParser], str] = args.handler
+    extra: Extra = args.extra
+    try:
+        require(extra)
+    except MissingExtra as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     try:
         configure_logging("INFO" if args.verbose else settings.log_level)
         with contextlib.redirect_stdout(sys.stderr):
