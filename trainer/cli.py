@@ -1,4 +1,4 @@
-"""`python -m trainer <command>`: train, evaluate, seed-db, create-bucket.
+"""`python -m trainer <command>`: train, evaluate, seed-db, create-bucket, report.
 
 Expected failures end with one `error: ...` line on stderr and exit 1; usage errors, and a
 command whose extra is not installed, exit 2.
@@ -16,14 +16,16 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from trainer.errors import TrainerError, redact, scrub
-from trainer.extras import TRAINER, Extra, MissingExtra, require
+from trainer.extras import REPORT, TRAINER, Extra, MissingExtra, require
 from trainer.hyper import KERNELS, HyperParams
 from trainer.settings import TrainerSettings, get_settings
 
@@ -70,6 +72,17 @@ def gamma(text: str) -> str | float:
         raise argparse.ArgumentTypeError(
             f"must be scale, auto or a positive number, got {text}"
         ) from None
+
+
+def iso_time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone, UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO 8601 time such as 2025-01-31T08:00:00Z, got {text}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 positive_int.__name__ = "positive integer"
@@ -204,6 +217,31 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
         default=s.bucket_timeout,
         help="seconds to keep retrying an unreachable endpoint (default: %(default)s)",
     )
+
+    report = commands.add_parser(
+        "report", help="HTML drift and accuracy report of the API's prediction log"
+    )
+    report.set_defaults(handler=cmd_report, extra=REPORT)
+    report.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the prediction log (default: TRAINER_LOG_URL)",
+    )
+    report.add_argument(
+        "--since",
+        type=iso_time,
+        default=None,
+        help="only predictions logged from this ISO 8601 time on (UTC unless given; default: all)",
+    )
+    report.add_argument(
+        "--run-id",
+        default=None,
+        help="the run whose predictions are reported (default: the run with the most rows)",
+    )
+    report.add_argument(
+        "--output", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)"
+    )
+    add_json(report)
     return parser
 
 
@@ -305,6 +343,24 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
             }
         )
     return f"train_acc {scores.train_acc}\nvalid_acc {scores.valid_acc}"
+
+
+def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    from trainer import data, predictions, report, tracking
+
+    if not args.log_url:
+        parser.error("report needs --log-url (or TRAINER_LOG_URL)")
+    if urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+        raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    out_dir = args.output.parent
+    if not out_dir.is_dir():
+        raise TrainerError(f"cannot write {args.output}: folder {out_dir} does not exist")
+    logged = predictions.read(args.log_url, since=args.since, run_id=args.run_id)
+    target = tracking.configure()
+    with tracking.translated_errors(target):
+        training = tracking.training_rows(logged.run_id)
+    summary = report.build(logged, training, args.output)
+    return json.dumps(summary.as_dict()) if args.json else summary.line()
 
 
 def cmd_seed_db(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

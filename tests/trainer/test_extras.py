@@ -17,8 +17,8 @@ import pytest
 
 from tests.servers import ROOT, python_env
 
-# What `pip install .` does not bring: the [trainer] extra's modules.
-NOT_IN_BASE = ("psycopg2", "sqlalchemy", "alembic")
+# What `pip install .` does not bring: the [trainer] extra's modules, and Evidently.
+NOT_IN_BASE = ("psycopg2", "sqlalchemy", "alembic", "evidently")
 RUN_WITHOUT = """
 import runpy, sys
 for name in sys.argv[1].split(","):
@@ -31,6 +31,7 @@ COMMANDS = {
     "evaluate": ["evaluate", "--run-id", "0123abcd"],
     "seed-db": ["seed-db", "postgresql://u:p@127.0.0.1:1/db"],
     "create-bucket": ["create-bucket", "artifacts"],
+    "report": ["report", "--log-url", "postgresql://u:p@127.0.0.1:1/db"],
 }
 
 
@@ -69,7 +70,8 @@ def assert_install_line(result: subprocess.CompletedProcess[str], install: str) 
 def test_without_the_extras_every_command_names_its_pip_install(tmp_path: Path) -> None:
     results = run_all({name: (NOT_IN_BASE, args) for name, args in COMMANDS.items()}, tmp_path)
     for name, result in results.items():
-        assert_install_line(result, "pip install '.[trainer]'")
+        install = "pip install '.[report]'" if name == "report" else "pip install '.[trainer]'"
+        assert_install_line(result, install)
     assert "(no module psycopg2, sqlalchemy, alembic)" in results["train"].stderr
     assert list(tmp_path.iterdir()) == []  # nothing started: no .mlflow, no data.csv
 
@@ -79,6 +81,9 @@ def test_one_missing_module_is_enough_and_named(tmp_path: Path) -> None:
         {
             "no-driver": (("psycopg2",), ["train"]),
             "no-sql-store": (("sqlalchemy",), ["evaluate", "--run-id", "x"]),
+            "no-evidently": (("evidently",), COMMANDS["report"]),
+            # the trainer's commands do not need Evidently: this one gets to its own error
+            "train-without-evidently": (("evidently",), ["evaluate", "--run-id", "x"]),
         },
         tmp_path,
     )
@@ -86,6 +91,11 @@ def test_one_missing_module_is_enough_and_named(tmp_path: Path) -> None:
     assert "(no module psycopg2)" in results["no-driver"].stderr
     assert_install_line(results["no-sql-store"], "pip install '.[trainer]'")
     assert "(no module sqlalchemy)" in results["no-sql-store"].stderr
+    assert_install_line(results["no-evidently"], "pip install '.[report]'")
+    assert "(no module evidently)" in results["no-evidently"].stderr
+    other = results["train-without-evidently"]
+    assert other.returncode == 1, other.stderr
+    assert other.stderr.splitlines() == ["error: CSV file not found: data.csv"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"]])
