@@ -66,4 +66,4 @@ chromium:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) .mlflow data.csv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mlflow data.csv report.html .pytest_cache .mypy_cache .ruff_cache
