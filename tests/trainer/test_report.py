@@ -7,7 +7,6 @@ headless Chromium, as a person would open it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -114,6 +113,15 @@ def report(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return trainer("report", *args, cwd=store, env=store_env(store))
 
 
+def in_process(args: list[str], store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
+    """main(["report", *args]) against `store`: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    code = main(["report", *args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def test_the_report_shows_drift_and_live_accuracy_of_the_served_run(
     store: Path, run_id: str, log_url: str, tmp_path: Path
 ) -> None:
@@ -139,9 +147,10 @@ def test_the_report_shows_drift_and_live_accuracy_of_the_served_run(
 
 
 def test_the_run_with_the_most_rows_in_the_period_is_picked_and_since_defaults_to_all(
-    store: Path, run_id: str, log_url: str, tmp_path: Path
+    store: Path, run_id: str, log_url: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    summary = ok_json(report(store, "--log-url", log_url, "--json", "--output", "all.html"))
+    args = ["--log-url", log_url, "--json", "--output", "all.html"]
+    summary = ok_json(in_process(args, store, monkeypatch, capsys))
     assert (summary["run_id"], summary["model"]) == (run_id, "sk_model v1")
     assert summary["predictions"] == SERVED + OLD_ROWS
     assert summary["other_runs"] == OTHER_ROWS
@@ -153,36 +162,22 @@ def test_the_run_with_the_most_rows_in_the_period_is_picked_and_since_defaults_t
 
 
 def test_without_feedback_the_report_says_so(
-    store: Path, run_id: str, log_url: str, tmp_path: Path
+    store: Path,
+    run_id: str,
+    log_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
 ) -> None:
     after_feedback = (START + timedelta(seconds=FEEDBACK)).isoformat()
     output = tmp_path / "late.html"
-    summary = ok_json(
-        report(
-            store,
-            "--log-url",
-            log_url,
-            "--since",
-            after_feedback,
-            "--json",
-            "--output",
-            str(output),
-        )
-    )
+    args = ["--log-url", log_url, "--since", after_feedback, "--json", "--output", str(output)]
+    summary = ok_json(in_process(args, store, monkeypatch, capsys))
     assert summary["predictions"] == SERVED - FEEDBACK
     assert (summary["feedback_rows"], summary["live_accuracy"]) == (0, None)
     page = render(output, tmp_path)
     assert "No logged prediction of this run has a true label yet" in page.text
     assert all(feature in page.text for feature in IRIS_FEATURES)
-
-
-def in_process(args: list[str], store: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Any:
-    """main(["report", *args]) against `store`: (exit code, stdout, stderr)."""
-    monkeypatch.chdir(store)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
-    code = main(["report", *args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def test_clear_one_line_errors(
@@ -251,9 +246,14 @@ def test_usage_errors_exit_2(
 
 
 def test_the_log_url_can_come_from_the_environment(
-    store: Path, run_id: str, log_url: str, tmp_path: Path
+    store: Path,
+    run_id: str,
+    log_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    clean_settings: Any,
 ) -> None:
-    env = store_env(store, {"TRAINER_LOG_URL": log_url})
-    result = trainer("report", "--json", "--output", str(tmp_path / "r.html"), cwd=store, env=env)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["run_id"] == run_id
+    monkeypatch.setenv("TRAINER_LOG_URL", log_url)
+    args = ["--json", "--output", str(tmp_path / "r.html")]
+    assert ok_json(in_process(args, store, monkeypatch, capsys))["run_id"] == run_id
