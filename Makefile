@@ -8,7 +8,7 @@ PORT ?= 8000
 MODEL ?= sk_model
 ALIAS ?= champion
 
-.PHONY: run train serve test lint format bench clean postgres-up
+.PHONY: run train serve test lint format bench clean postgres-up chromium
 
 $(VENV)/.installed-trainer: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ serve: $(VENV)/.installed-trainer
 	MODEL_URI="$${MODEL_URI:-models:/$(MODEL)@$(ALIAS)}" $(PY) -m app --host $(HOST) --port $(PORT)
 
 ## Lint, type-check and run every test (the Postgres and integration tests included).
-test: $(VENV)/.installed-dev postgres-up
+test: $(VENV)/.installed-dev postgres-up chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -56,5 +56,14 @@ postgres-up:
 	  { command -v pg_ctlcluster >/dev/null && \
 	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; } || true
 
+## The report's test renders it in Debian's headless Chromium: installed when missing (as root).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	  else echo "chromium is missing (the report test needs it): sudo apt-get install chromium" >&2; \
+	  fi; }
+
 clean:
-	rm -rf $(VENV) .mlflow data.csv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mlflow data.csv report.html .pytest_cache .mypy_cache .ruff_cache

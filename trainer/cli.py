@@ -1,6 +1,7 @@
-"""`python -m trainer <command>`: train, evaluate, seed-db, create-bucket.
+"""`python -m trainer <command>`: train, evaluate, seed-db, create-bucket, report.
 
-Expected failures end with one `error: ...` line on stderr and exit 1 (usage errors exit 2).
+Expected failures end with one `error: ...` line on stderr and exit 1; usage errors, and a
+command whose extra is not installed, exit 2.
 Only the command's result goes to stdout; anything libraries print goes to stderr.
 """
 
@@ -15,14 +16,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from trainer.errors import TrainerError, redact, scrub
-from trainer.model import KERNELS
+from trainer.extras import REPORT, TRAINER, Extra, MissingExtra, require
+from trainer.hyper import KERNELS, HyperParams
 from trainer.settings import TrainerSettings, get_settings
 
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "botocore", "py.warnings", "git")
@@ -70,6 +74,17 @@ def gamma(text: str) -> str | float:
         ) from None
 
 
+def iso_time(text: str) -> datetime:
+    """An ISO 8601 time; without a zone, UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO 8601 time such as 2025-01-31T08:00:00Z, got {text}"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 positive_int.__name__ = "positive integer"
 positive_float.__name__ = "positive number"
 non_negative_float.__name__ = "number"
@@ -90,6 +105,7 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
         "-v", "--verbose", action="store_true", help="show INFO logs (MLflow's included)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(extra=TRAINER)
 
     train = commands.add_parser("train", help="fit the model and log it to MLflow")
     train.set_defaults(handler=cmd_train)
@@ -201,6 +217,31 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
         default=s.bucket_timeout,
         help="seconds to keep retrying an unreachable endpoint (default: %(default)s)",
     )
+
+    report = commands.add_parser(
+        "report", help="HTML drift and accuracy report of the API's prediction log"
+    )
+    report.set_defaults(handler=cmd_report, extra=REPORT)
+    report.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the prediction log (default: TRAINER_LOG_URL)",
+    )
+    report.add_argument(
+        "--since",
+        type=iso_time,
+        default=None,
+        help="only predictions logged from this ISO 8601 time on (UTC unless given; default: all)",
+    )
+    report.add_argument(
+        "--run-id",
+        default=None,
+        help="the run whose predictions are reported (default: the run with the most rows)",
+    )
+    report.add_argument(
+        "--output", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)"
+    )
+    add_json(report)
     return parser
 
 
@@ -234,7 +275,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    from trainer import data, model, tracking
+    from trainer import data, tracking
 
     if args.skip_if_exists and args.register is None:
         parser.error("--skip-if-exists needs --register")
@@ -255,7 +296,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     job = tracking.TrainingJob(
         experiment=args.experiment,
         model_name=args.model_name,
-        hyper=model.HyperParams(C=args.C, kernel=args.kernel, gamma=args.gamma),
+        hyper=HyperParams(C=args.C, kernel=args.kernel, gamma=args.gamma),
         train_size=args.train_size,
         random_state=args.random_state,
         data_params=data_params,
@@ -302,6 +343,24 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
             }
         )
     return f"train_acc {scores.train_acc}\nvalid_acc {scores.valid_acc}"
+
+
+def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    from trainer import data, predictions, report, tracking
+
+    if not args.log_url:
+        parser.error("report needs --log-url (or TRAINER_LOG_URL)")
+    if urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+        raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    out_dir = args.output.parent
+    if not out_dir.is_dir():
+        raise TrainerError(f"cannot write {args.output}: folder {out_dir} does not exist")
+    logged = predictions.read(args.log_url, since=args.since, run_id=args.run_id)
+    target = tracking.configure()
+    with tracking.translated_errors(target):
+        training = tracking.training_rows(logged.run_id)
+    summary = report.build(logged, training, args.output)
+    return json.dumps(summary.as_dict()) if args.json else summary.line()
 
 
 def cmd_seed_db(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -372,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(settings)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, argparse.ArgumentParser], str] = args.handler
+    extra: Extra = args.extra
+    try:
+        require(extra)
+    except MissingExtra as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     try:
         configure_logging("INFO" if args.verbose else settings.log_level)
         with contextlib.redirect_stdout(sys.stderr):

@@ -37,14 +37,13 @@ class Source:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Float64 feature columns and the label, row for row."""
+    """Float64 feature columns and the label, row for row, and the rows as they were read."""
 
     features: pd.DataFrame
     labels: pd.Series
-
-    def frame(self) -> pd.DataFrame:
-        """Features and label side by side, as written to data.csv."""
-        return self.features.assign(**{str(self.labels.name): self.labels.to_numpy()})
+    rows: pd.DataFrame
+    """Every column as read, in the order read (from Postgres: id and timestamp too): data.csv,
+    which the seed's load_model_from_registry.py reads and drops id, timestamp and target of."""
 
 
 def parse_source(spec: str) -> Source:
@@ -144,4 +143,8 @@ def to_dataset(frame: pd.DataFrame, *, label: str, origin: str) -> Dataset:
     labels = frame[label]
     if labels.isna().any():
         raise TrainerError(f"{origin} has rows without a label")
-    return Dataset(features.reset_index(drop=True), labels.reset_index(drop=True))
+    return Dataset(
+        features.reset_index(drop=True),
+        labels.reset_index(drop=True),
+        frame.reset_index(drop=True),
+    )

@@ -14,26 +14,13 @@ from sklearn.svm import SVC
 
 from trainer.data import Dataset
 from trainer.errors import TrainerError
-
-KERNELS = ("linear", "poly", "rbf", "sigmoid")
+from trainer.hyper import HyperParams
 
 
 class Predictor(Protocol):
     """A fitted pipeline or an MLflow pyfunc model: anything that predicts."""
 
     def predict(self, x: pd.DataFrame) -> Any: ...
-
-
-@dataclass(frozen=True)
-class HyperParams:
-    """SVC hyper-parameters; gamma is "scale", "auto" or a positive float."""
-
-    C: float = 1.0
-    kernel: str = "rbf"
-    gamma: str | float = "scale"
-
-    def as_params(self) -> dict[str, str | float]:
-        return {"C": self.C, "kernel": self.kernel, "gamma": self.gamma}
 
 
 @dataclass(frozen=True)

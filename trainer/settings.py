@@ -42,6 +42,8 @@ class TrainerSettings(BaseSettings):
     """Seconds between two rows inserted by `seed-db --follow`."""
     bucket_timeout: float = 60.0
     """Seconds create-bucket keeps retrying while the S3 endpoint is unreachable."""
+    log_url: str = ""
+    """postgresql:// URL of the API's prediction log, read by `report` (may hold a password)."""
     log_level: str = "WARNING"
     """Log level of the trainer; MLflow's and the HTTP libraries' own logs show from INFO."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as installed_version
@@ -13,25 +14,30 @@ from typing import Any
 
 import mlflow
 import mlflow.sklearn
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.pyfunc import PyFuncModel
 
-from trainer import model
+from model_serving import baseline
+from trainer import model, reference
 from trainer.data import Dataset
 from trainer.errors import TrainerError, first_line, redact
+from trainer.hyper import HyperParams
 
 logger = logging.getLogger(__name__)
 
 # The embedded default store, relative to the working directory; the serving app uses the same.
 EMBEDDED_DIR = Path(".mlflow")
 # MLflow retries an unreachable server for minutes by default; fail fast unless told otherwise.
-HTTP_DEFAULTS = {
+# Its download progress bars would be the only output of `report` on stderr: off by default.
+ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 # What loading the logged pipeline needs, pinned to the versions it was trained with. Listed
 # rather than inferred: MLflow's inference re-imports the model in a subprocess (~3 s) and picks
@@ -64,7 +70,7 @@ class Target:
 
 def configure() -> Target:
     """Point MLflow at MLFLOW_TRACKING_URI, or at the embedded store (creating its folder)."""
-    for name, value in HTTP_DEFAULTS.items():
+    for name, value in ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if uri:
@@ -98,7 +104,7 @@ class TrainingJob:
 
     experiment: str
     model_name: str
-    hyper: model.HyperParams
+    hyper: HyperParams
     train_size: float
     random_state: int
     data_params: Mapping[str, str | int]
@@ -194,7 +200,7 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
         )
         data = load()
         try:
-            data.frame().to_csv(job.data_out, index=False)
+            data.rows.to_csv(job.data_out, index=False)
         except OSError as exc:
             raise TrainerError(f"cannot write {job.data_out}: {exc.strerror or exc}") from None
         pipeline, parts, scores = model.train(
@@ -203,13 +209,18 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
         mlflow.log_params({"n_train": len(parts.y_train), "n_valid": len(parts.y_valid)})
         mlflow.log_metrics(scores.as_metrics())
         signature = infer_signature(parts.x_train, pipeline.predict(parts.x_train))
+        drift_baseline = reference.baseline(parts.x_train, parts.y_train)
         info = mlflow.sklearn.log_model(
             pipeline,
             name=job.model_name,
             signature=signature,
             input_example=parts.x_train.head(10),
             pip_requirements=model_requirements(),
+            metadata={baseline.METADATA_KEY: drift_baseline},
         )
+        mlflow.log_dict(drift_baseline, baseline.ARTIFACT_NAME)
+        rows = reference.training_rows(parts.x_train, parts.y_train)
+        mlflow.log_text(rows.to_csv(index=False), reference.TRAINING_ROWS)
     result = TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -237,3 +248,34 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
 def load_model(uri: str) -> PyFuncModel:
     """A logged or registered model by URI (runs:/..., models:/...)."""
     return mlflow.pyfunc.load_model(uri)
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """The rows a run's model was fitted on, and which of their columns is the label."""
+
+    frame: pd.DataFrame
+    label: str
+
+    @property
+    def features(self) -> list[str]:
+        return [str(c) for c in self.frame.columns if c != self.label]
+
+
+def training_rows(run_id: str) -> TrainingRows:
+    """The run's reference/training.csv artifact; its label column is the run's `label` param."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    folder = reference.TRAINING_ROWS.rsplit("/", 1)[0]
+    if reference.TRAINING_ROWS not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        raise TrainerError(
+            f"run {run_id} has no training data ({reference.TRAINING_ROWS}): it was trained"
+            " before the trainer logged it; train and serve a new model to report on"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=reference.TRAINING_ROWS, dst_path=tmp
+        )
+        frame = pd.read_csv(path)
+    label = run.data.params.get("label", str(frame.columns[-1]))
+    return TrainingRows(frame, label)

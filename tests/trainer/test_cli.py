@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from model_serving import baseline
 from tests.servers import python_env
 from tests.trainer.conftest import (
     SECRET,
@@ -21,8 +22,9 @@ from tests.trainer.conftest import (
     trainer,
     with_password,
 )
-from trainer import seed
+from trainer import reference, seed
 from trainer.cli import build_parser, main
+from trainer.data import IRIS_FEATURES
 from trainer.tracking import EMBEDDED_DIR, default_tracking_uri
 
 JSON_KEYS = {
@@ -102,6 +104,24 @@ def test_the_logged_model_has_a_double_signature_and_an_input_example(
     example = loaded.input_example
     assert isinstance(example, pd.DataFrame) and example.shape == (10, 4)
     assert set(loaded.predict(example)) <= {0, 1, 2}
+
+
+def test_the_model_carries_its_drift_baseline_and_the_run_its_training_rows(
+    store: Path, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
+    info = mlflow.models.get_model_info("models:/sk_model@champion")
+    carried = info.metadata[baseline.METADATA_KEY]  # where the API reads it
+    assert baseline.is_baseline(carried)
+    run_id = trained["run_id"]
+    assert mlflow.artifacts.load_dict(f"runs:/{run_id}/{baseline.ARTIFACT_NAME}") == carried
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=reference.TRAINING_ROWS, dst_path=str(tmp_path)
+    )
+    rows = pd.read_csv(path)
+    assert rows.shape == (120, 5)  # the training part of the 80/20 split
+    assert list(rows.columns) == [*IRIS_FEATURES, "target"]
+    assert reference.baseline(rows.drop(columns="target"), rows["target"]) == carried
 
 
 def test_the_alias_resolves_to_the_same_run(store: Path, trained: dict[str, Any]) -> None:
@@ -209,13 +229,15 @@ def test_seed_then_train_from_postgres_without_leaking_the_password(
     assert (run.data.params["table"], run.data.params["limit"]) == ("iris_data", "100")
     assert (run.data.params["n_train"], run.data.params["n_valid"]) == ("80", "20")
     assert SECRET not in json.dumps(run.data.params)
-    assert len(pd.read_csv(tmp_path / "data.csv")) == 100
+    frame = pd.read_csv(tmp_path / "data.csv")
+    assert len(frame) == 100
+    assert list(frame.columns) == ["id", "timestamp", *IRIS_FEATURES, "target"]
 
 
 def test_the_parser_knows_every_command() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"train", "evaluate", "seed-db", "create-bucket"}  # type: ignore[arg-type]
+    assert set(sub.choices) == {"train", "evaluate", "seed-db", "create-bucket", "report"}  # type: ignore[arg-type]
     args = parser.parse_args(["train", "--register", "--alias", "prod", "--skip-if-exists"])
     assert (args.register, args.alias, args.skip_if_exists) == ("", "prod", True)
     assert parser.parse_args(["train"]).data == "iris"

@@ -67,7 +67,7 @@ def test_csv_features_exclude_id_timestamp_and_label_and_become_float64(tmp_path
     assert list(ds.features.columns) == ["a", "b"]
     assert list(ds.features.dtypes) == ["float64", "float64"]
     assert list(ds.labels) == ["x", "y"]
-    assert list(ds.frame().columns) == ["a", "b", "species"]
+    assert list(ds.rows.columns) == ["id", "timestamp", "a", "b", "species"]  # data.csv
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,9 @@ def test_postgres_reads_the_latest_rows_by_id_newest_first(database: str) -> Non
     assert all(dtype == "float64" for dtype in ds.features.dtypes)
     inserted = data.iris_frame().sample(frac=1.0, random_state=seed.SHUFFLE_SEED)
     expected = inserted.iloc[::-1].head(100).reset_index(drop=True)  # ids 150..51
-    pd.testing.assert_frame_equal(ds.frame(), expected, check_dtype=False)
+    pd.testing.assert_frame_equal(ds.features.assign(target=ds.labels), expected, check_dtype=False)
+    assert list(ds.rows.columns) == ["id", "timestamp", *data.IRIS_FEATURES, "target"]
+    assert list(ds.rows["id"]) == list(range(150, 50, -1))
 
 
 @pytest.mark.postgres

@@ -50,6 +50,6 @@ def test_a_single_class_label_is_refused_clearly() -> None:
 
 
 def test_too_few_rows_to_split_is_refused_clearly() -> None:
-    tiny = data.Dataset(pd.DataFrame({"x": [1.0]}), pd.Series([0], name="target"))
+    tiny = data.to_dataset(pd.DataFrame({"x": [1.0], "target": [0]}), label="target", origin="t")
     with pytest.raises(TrainerError, match="cannot split 1 rows"):
         model.split(tiny)
