@@ -12,10 +12,16 @@ own `predict`. The predictor also checks, at load, that the lean function's answ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from app.schema import InputSchema
+
+logger = logging.getLogger(__name__)
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -103,3 +109,48 @@ def compile_predict(estimator: Any) -> Transform | None:
         return final(x)
 
     return predict
+
+
+def to_list(output: Any) -> list[Any]:
+    if isinstance(output, np.ndarray):
+        return list(output.tolist())
+    if isinstance(output, pd.DataFrame):
+        if output.shape[1] == 1:
+            return output.iloc[:, 0].tolist()
+        return output.to_dict(orient="records")
+    if isinstance(output, pd.Series):
+        return output.tolist()
+    return list(output)
+
+
+def verified_fast_path(
+    estimator: Any, pyfunc: Any, schema: InputSchema, example: list[dict[str, Any]] | None
+) -> tuple[Callable[[np.ndarray], Any] | None, str]:
+    """The fastest matrix predict whose answers equal mlflow.pyfunc's on the input example
+    and on perturbed copies of it: the lean compiled one, else the estimator's own `predict`
+    (a ColumnTransformer selecting columns by name would fail both), else None."""
+    if not example:
+        return None, "pyfunc (no input example to verify a faster path on)"
+    frame = pd.DataFrame.from_records(example, columns=list(schema.names))
+    base = frame[list(schema.array_order)].to_numpy(dtype=np.float64)
+    factors = np.random.default_rng(2022).uniform(0.5, 1.5, size=(20, *base.shape))
+    matrix = np.concatenate([base, *(base * f for f in factors)])
+    check = pd.DataFrame(matrix, columns=list(schema.array_order))[list(schema.names)]
+    try:
+        reference = to_list(pyfunc.predict(check))
+    except Exception as exc:
+        logger.warning(
+            "mlflow.pyfunc cannot predict on the model's own input example (%s): "
+            "requests may be refused", type(exc).__name__,
+        )  # fmt: skip
+        return None, f"pyfunc (reference predict failed: {type(exc).__name__})"
+    candidates = [("lean", compile_predict(estimator)), ("estimator", estimator.predict)]
+    for name, candidate in candidates:
+        if candidate is None:
+            continue
+        try:
+            if to_list(candidate(matrix.copy())) == reference:
+                return candidate, name
+        except Exception as exc:
+            logger.info("%s predict path unusable: %s", name, type(exc).__name__)
+    return None, "pyfunc (faster paths disagreed with it)"

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -94,23 +94,7 @@ def create_app(
     log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None
     recorder = Recorder(settings, metrics, log)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        slot.spawn(loader.run(), "model-loader")
-        slot.spawn(recorder.run(), "recorder")
-        if log is not None:
-            log.start()
-        hangup = _reload_on_hangup(slot)
-        try:
-            yield
-        finally:
-            if hangup:
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
-            await recorder.flush()
-            await slot.stop()
-            if log is not None:
-                log.close()
+    lifespan = _lifespan(slot, loader, recorder, log)
 
     app = ServingApp(
         title="model-serving",
@@ -129,6 +113,33 @@ def create_app(
     app.add_middleware(RequestMiddleware, metrics=metrics)
     app.openapi = openapi_for(app, slot, settings)  # type: ignore[method-assign]
     return app
+
+
+def _lifespan(
+    slot: ModelSlot, loader: Loader, recorder: Recorder, log: PredictionLog | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start: loading, recording and the log writer in the background. Stop: write what was
+    recorded, then release the model."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        slot.spawn(loader.run(), "model-loader")
+        slot.spawn(recorder.run(), "recorder")
+        if log is not None:
+            log.start()
+        hangup = _reload_on_hangup(slot)
+        try:
+            yield
+        finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
+            await recorder.flush()
+            await slot.stop()
+            if log is not None:
+                log.close()
+
+    return lifespan
 
 
 def _reload_on_hangup(slot: ModelSlot) -> bool:

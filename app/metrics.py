@@ -30,7 +30,14 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._http(self.registry)
+        self._model(self.registry)
+        self._monitoring(self.registry)
+        self._info_labels: tuple[str, ...] | None = None
+        # labels() costs a lock and a validation per call: keep the children per key.
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _http(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "http_requests", "HTTP requests answered, by route, method and status.",
             ["route", "method", "status"], registry=r,
@@ -51,6 +58,8 @@ class Metrics:
             "predictions_by_class", "Predictions by predicted class (classifiers only).",
             ["model", "version", "class_"], registry=r,
         )  # fmt: skip
+
+    def _model(self, r: CollectorRegistry) -> None:
         self.load_seconds = Gauge(
             "model_load_duration_seconds", "How long loading the serving model took.",
             ["model", "version"], registry=r, multiprocess_mode="livemax",
@@ -80,6 +89,9 @@ class Metrics:
             "1 while the tracking server and artifact store answer the API, 0 since they did not.",
             registry=r, multiprocess_mode="livemin",
         )  # fmt: skip
+
+    def _monitoring(self, r: CollectorRegistry) -> None:
+        """Where the model came from, the prediction log, drift and live accuracy."""
         drift = {"registry": r, "multiprocess_mode": "livemax"}
         self.feature_psi = Gauge(
             "feature_drift_psi",
@@ -118,9 +130,6 @@ class Metrics:
             "prediction_log_write_failures", "Failed writes to the prediction log (retried).",
             registry=r,
         )  # fmt: skip
-        self._info_labels: tuple[str, ...] | None = None
-        # labels() costs a lock and a validation per call: keep the children per key.
-        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP answer, by route template, method and status."""

@@ -26,25 +26,13 @@ import pandas as pd
 from app.cache import CacheEntry
 from app.errors import InvalidInput, PredictionFailed
 from app.failures import LoadError, explain
-from app.fastpath import compile_predict
+from app.fastpath import to_list, verified_fast_path
 from app.predictor import ModelIdentity
 from app.schema import InputSchema
 from model_serving import uris
 from model_serving.stores import default_tracking_uri
 
 logger = logging.getLogger(__name__)
-
-
-def _to_list(output: Any) -> list[Any]:
-    if isinstance(output, np.ndarray):
-        return list(output.tolist())
-    if isinstance(output, pd.DataFrame):
-        if output.shape[1] == 1:
-            return output.iloc[:, 0].tolist()
-        return output.to_dict(orient="records")
-    if isinstance(output, pd.Series):
-        return output.tolist()
-    return list(output)
 
 
 def _uri_name(uri: str) -> str:
@@ -232,7 +220,7 @@ class MlflowPredictor:
         example = _example(meta, local)
         self._fast, path = None, "pyfunc"
         if schema.numeric and hasattr(estimator, "predict"):
-            self._fast, path = _verified_fast_path(estimator, pyfunc, schema, example)
+            self._fast, path = verified_fast_path(estimator, pyfunc, schema, example)
         self._info = self._describe(meta, example, path)
         self._ready = True
 
@@ -289,10 +277,10 @@ class MlflowPredictor:
             if self._fast is not None:
                 if isinstance(data, pd.DataFrame):
                     data = data[list(self.schema.array_order)].to_numpy(dtype=np.float64)
-                return _to_list(self._fast(data))
+                return to_list(self._fast(data))
             if isinstance(data, np.ndarray):
                 data = pd.DataFrame(data, columns=list(self.schema.array_order))
-            return _to_list(self._pyfunc.predict(data))
+            return to_list(self._pyfunc.predict(data))
         except MlflowException as exc:
             # MLflow's own schema check; its message may quote the input, so it is not sent.
             message = "the model's schema check rejected the input"
@@ -328,36 +316,3 @@ def _example(meta: Any, local: str) -> list[dict[str, Any]] | None:
     if isinstance(example, pd.DataFrame):
         return example.head(10).to_dict(orient="records")  # type: ignore[return-value]
     return None
-
-
-def _verified_fast_path(
-    estimator: Any, pyfunc: Any, schema: InputSchema, example: list[dict[str, Any]] | None
-) -> tuple[Callable[[np.ndarray], Any] | None, str]:
-    """The fastest matrix predict whose answers equal mlflow.pyfunc's on the input example
-    and on perturbed copies of it: the lean compiled one, else the estimator's own `predict`
-    (a ColumnTransformer selecting columns by name would fail both), else None."""
-    if not example:
-        return None, "pyfunc (no input example to verify a faster path on)"
-    frame = pd.DataFrame.from_records(example, columns=list(schema.names))
-    base = frame[list(schema.array_order)].to_numpy(dtype=np.float64)
-    factors = np.random.default_rng(2022).uniform(0.5, 1.5, size=(20, *base.shape))
-    matrix = np.concatenate([base, *(base * f for f in factors)])
-    check = pd.DataFrame(matrix, columns=list(schema.array_order))[list(schema.names)]
-    try:
-        reference = _to_list(pyfunc.predict(check))
-    except Exception as exc:
-        logger.warning(
-            "mlflow.pyfunc cannot predict on the model's own input example (%s): "
-            "requests may be refused", type(exc).__name__,
-        )  # fmt: skip
-        return None, f"pyfunc (reference predict failed: {type(exc).__name__})"
-    candidates = [("lean", compile_predict(estimator)), ("estimator", estimator.predict)]
-    for name, candidate in candidates:
-        if candidate is None:
-            continue
-        try:
-            if _to_list(candidate(matrix.copy())) == reference:
-                return candidate, name
-        except Exception as exc:
-            logger.info("%s predict path unusable: %s", name, type(exc).__name__)
-    return None, "pyfunc (faster paths disagreed with it)"

@@ -23,6 +23,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -33,6 +34,8 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISOR_ENV = "MODEL_SERVING_SUPERVISOR_PID"
+SHUTDOWN_GRACE = 30
+"""Seconds requests in flight get to finish after SIGTERM."""
 
 
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
@@ -98,7 +101,7 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     server = uvicorn.Server(config)
     _ignore_signals_after_shutdown()
@@ -165,38 +168,47 @@ def _supervise(settings: Settings) -> int:
         "serving on http://%s:%d with %d workers (pids %s)",
         settings.host, sock.getsockname()[1], len(workers), [p.pid for p in workers],
     )  # fmt: skip
-    exit_code = 0
     try:
-        while not stopping:
-            dead = [p for p in workers if p.exitcode is not None]
-            if dead:
-                code = dead[0].exitcode
-                exit_code = 1 if code else 0
-                logger.log(
-                    logging.CRITICAL if code else logging.INFO,
-                    "worker %s exited with %s: stopping the service", dead[0].pid, code,
-                )  # fmt: skip
-                break
-            time.sleep(0.2)
+        exit_code = _watch(workers, lambda: stopping)
     finally:
         # Close our copy of the listening socket first: once the workers close theirs, the
         # port refuses new connections instead of queueing them for nobody.
         sock.close()
-        for process in workers:
-            if process.exitcode is None and process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 35
-        for process in workers:
-            process.join(max(0.1, deadline - time.monotonic()))
-            if process.exitcode is None:
-                process.kill()
-                process.join(5)
+        _stop_workers(workers)
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if exit_code == 0 and any(p.exitcode not in (0, None) for p in workers):
         exit_code = 1
     return exit_code
+
+
+def _watch(workers: list[multiprocessing.process.BaseProcess], stopping: Callable[[], bool]) -> int:
+    """Wait until asked to stop (0) or a worker ends (its verdict: 1 if it failed)."""
+    while not stopping():
+        dead = [p for p in workers if p.exitcode is not None]
+        if dead:
+            code = dead[0].exitcode
+            logger.log(
+                logging.CRITICAL if code else logging.INFO,
+                "worker %s exited with %s: stopping the service", dead[0].pid, code,
+            )  # fmt: skip
+            return 1 if code else 0
+        time.sleep(0.2)
+    return 0
+
+
+def _stop_workers(workers: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM every worker; wait for them to drain (SHUTDOWN_GRACE + 5 s), then kill."""
+    for process in workers:
+        if process.exitcode is None and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + SHUTDOWN_GRACE + 5
+    for process in workers:
+        process.join(max(0.1, deadline - time.monotonic()))
+        if process.exitcode is None:
+            process.kill()
+            process.join(5)
 
 
 def serve(settings: Settings) -> int:

@@ -22,6 +22,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.pyfunc import PyFuncModel
 
 from model_serving import baseline
+from model_serving.stores import embedded_artifact_uri, embedded_dir, embedded_tracking_uri
 from trainer import model, reference
 from trainer.data import Dataset
 from trainer.errors import TrainerError, first_line, redact
@@ -29,8 +30,6 @@ from trainer.hyper import HyperParams
 
 logger = logging.getLogger(__name__)
 
-# The embedded default store, relative to the working directory; the serving app uses the same.
-EMBEDDED_DIR = Path(".mlflow")
 # MLflow retries an unreachable server for minutes by default; fail fast unless told otherwise.
 # Its download progress bars would be the only output of `report` on stderr: off by default.
 ENV_DEFAULTS = {
@@ -50,16 +49,6 @@ def model_requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in MODEL_REQUIREMENTS]
 
 
-def default_tracking_uri() -> str:
-    """sqlite:///<cwd>/.mlflow/mlflow.db, the store used when MLFLOW_TRACKING_URI is unset."""
-    return f"sqlite:///{Path.cwd() / EMBEDDED_DIR / 'mlflow.db'}"
-
-
-def embedded_artifact_location() -> str:
-    """file:// URI of <cwd>/.mlflow/artifacts, for experiments created on the embedded store."""
-    return (Path.cwd() / EMBEDDED_DIR / "artifacts").as_uri()
-
-
 @dataclass(frozen=True)
 class Target:
     """The tracking store in use; `embedded` when it is the default SQLite file."""
@@ -76,8 +65,8 @@ def configure() -> Target:
     if uri:
         mlflow.set_tracking_uri(uri)
         return Target(uri, embedded=False)
-    (Path.cwd() / EMBEDDED_DIR).mkdir(parents=True, exist_ok=True)
-    uri = default_tracking_uri()
+    embedded_dir().mkdir(parents=True, exist_ok=True)
+    uri = embedded_tracking_uri()
     mlflow.set_tracking_uri(uri)
     return Target(uri, embedded=True)
 
@@ -177,7 +166,7 @@ def ensure_experiment(name: str, target: Target) -> str:
         if experiment.lifecycle_stage == "deleted":
             raise TrainerError(f"experiment {name!r} is deleted: restore it or use another name")
         return str(experiment.experiment_id)
-    location = embedded_artifact_location() if target.embedded else None
+    location = embedded_artifact_uri() if target.embedded else None
     return str(client.create_experiment(name, artifact_location=location))
 
 

@@ -318,12 +318,10 @@ def test_endpoints_drain_before_sigterm_and_shutdown_fits_the_grace_period(
     workload: Workload,
 ) -> None:
     pause = workload.container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    graceful = re.search(
-        r"timeout_graceful_shutdown=(\d+)", inspect.getsource(app_server._serve_one)
-    )
-    assert graceful, "app/server.py no longer sets uvicorn's timeout_graceful_shutdown"
+    source = inspect.getsource(app_server._serve_one)
+    assert "timeout_graceful_shutdown=SHUTDOWN_GRACE" in source, "uvicorn's grace period moved"
     assert pause >= 5, "endpoint removal takes seconds to reach every proxy"
-    assert workload.pod["terminationGracePeriodSeconds"] > pause + int(graceful[1])
+    assert workload.pod["terminationGracePeriodSeconds"] > pause + app_server.SHUTDOWN_GRACE
 
 
 # -- scaling, disruption, traffic ------------------------------------------------------------------

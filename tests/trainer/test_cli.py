@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from model_serving import baseline
+from model_serving.stores import EMBEDDED_DIR, embedded_tracking_uri
 from tests.servers import python_env
 from tests.trainer.conftest import (
     SECRET,
@@ -25,7 +26,6 @@ from tests.trainer.conftest import (
 from trainer import reference, seed
 from trainer.cli import build_parser, main
 from trainer.data import IRIS_FEATURES
-from trainer.tracking import EMBEDDED_DIR, default_tracking_uri
 
 JSON_KEYS = {
     "run_id",
@@ -210,7 +210,7 @@ def test_default_tracking_uri_is_the_cwd_sqlite_file(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert EMBEDDED_DIR == Path(".mlflow")
-    assert default_tracking_uri() == f"sqlite:///{tmp_path}/.mlflow/mlflow.db"
+    assert embedded_tracking_uri() == f"sqlite:///{tmp_path}/.mlflow/mlflow.db"
 
 
 @pytest.mark.postgres
