@@ -1,0 +1,54 @@
+"""Drift (PSI per feature, class shares) against the baseline the trainer logs with the model."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.app.conftest import AppFactory
+
+
+def gauges(client: TestClient, name: str) -> dict[str, float]:
+    """The samples of gauge `name`, by their feature / class label."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name:
+                labels = sample.labels
+                found[labels.get("feature") or labels.get("class_", "")] = sample.value
+    return found
+
+
+def wait_for_psi(client: TestClient, condition: Any, timeout: float = 20.0) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    psi: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        psi = gauges(client, "feature_drift_psi")
+        if psi and condition(psi):
+            return psi
+        time.sleep(0.1)
+    raise AssertionError(f"PSI never met the condition: {psi}")
+
+
+def test_shifting_one_feature_raises_its_psi_past_02_and_no_other(
+    serve: AppFactory, iris_records: list[dict[str, float]]
+) -> None:
+    with serve(drift_interval=0.2, drift_window_rows=300, max_batch_rows=1000) as client:
+        assert client.post("/predict", json={"records": iris_records * 2}).status_code == 200
+        like_training = wait_for_psi(client, lambda psi: len(psi) == 4)
+        assert max(like_training.values()) < 0.1, like_training
+        training = gauges(client, "training_class_share")
+        assert set(training) == {"0", "1", "2"}
+        assert abs(sum(training.values()) - 1) < 1e-9
+
+        shifted = [{**r, "petal_length": r["petal_length"] + 2.5} for r in iris_records] * 2
+        assert client.post("/predict", json={"records": shifted}).status_code == 200
+        drifted = wait_for_psi(client, lambda psi: psi["petal_length"] > 0.2)
+        predicted = gauges(client, "predicted_class_share")
+    others = {k: v for k, v in drifted.items() if k != "petal_length"}
+    assert max(others.values()) < 0.1, drifted
+    assert abs(sum(predicted.values()) - 1) < 1e-9
+    assert predicted["2"] > training["2"]  # longer petals: more virginica predicted
