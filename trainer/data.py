@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extensions import connection as Connection
 from sklearn.datasets import load_iris
 
 from trainer.errors import TrainerError, first_line, redact
@@ -99,13 +100,18 @@ def postgres_dsn(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql"))
 
 
+def connect(url: str) -> Connection:
+    """A connection to the database at `url`, or one TrainerError line saying why not."""
+    try:
+        return psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg2.Error as exc:
+        raise TrainerError(f"cannot connect to database {redact(url)}: {first_line(exc)}") from None
+
+
 def read_postgres(url: str, *, table: str, label: str, limit: int) -> Dataset:
     """The latest `limit` rows of `table` by id (newest first, as the seed read them)."""
     query = sql.SQL("SELECT * FROM {} ORDER BY id DESC LIMIT %s").format(sql.Identifier(table))
-    try:
-        conn = psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg2.Error as exc:
-        raise TrainerError(f"cannot connect to database {redact(url)}: {first_line(exc)}") from None
+    conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(query, (limit,))

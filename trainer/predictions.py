@@ -11,7 +11,7 @@ import psycopg2
 from psycopg2 import sql
 
 from model_serving.prediction_log import FEEDBACK_TABLE, LOG_TABLE
-from trainer.data import CONNECT_TIMEOUT_S, postgres_dsn
+from trainer.data import connect
 from trainer.errors import TrainerError, first_line, redact
 
 PREDICTION = "prediction"
@@ -65,10 +65,7 @@ def class_key(value: Any) -> str | None:
 
 def read(url: str, *, since: datetime | None, run_id: str | None) -> Logged:
     """The logged predictions of `run_id` (default: the run with the most rows) since `since`."""
-    try:
-        conn = psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg2.Error as exc:
-        raise TrainerError(f"cannot connect to database {redact(url)}: {first_line(exc)}") from None
+    conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(RUNS, {"since": since})

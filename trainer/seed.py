@@ -11,8 +11,8 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from trainer.data import CONNECT_TIMEOUT_S, iris_frame, postgres_dsn
-from trainer.errors import TrainerError, first_line, redact
+from trainer.data import connect, iris_frame
+from trainer.errors import TrainerError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,6 @@ COLUMNS = ("timestamp", "sepal_length", "sepal_width", "petal_length", "petal_wi
 
 
 SHUFFLE_SEED = 2022
-
-
-def connect(url: str) -> Connection:
-    try:
-        return psycopg2.connect(postgres_dsn(url), connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg2.Error as exc:
-        raise TrainerError(f"cannot connect to database {redact(url)}: {first_line(exc)}") from None
 
 
 def create_table(conn: Connection, table: str) -> None:

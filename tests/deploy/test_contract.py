@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from mlflow import environment_variables as mlflow_env
 
 from app import server as app_server
 from app.__main__ import build_parser as app_parser
@@ -31,26 +30,13 @@ from app.predictor import LoadError
 from app.settings import Settings
 from tests.deploy import manifests
 from tests.deploy.manifests import Object, Workload
+from tests.env_names import AWS_VARIABLES, MLFLOW_VARIABLES
 from tests.stack import compose
 
 pytestmark = pytest.mark.kubectl
 
 STACKS = manifests.stacks()
 SETTINGS = {field.upper() for field in Settings.model_fields}
-MLFLOW_VARIABLES = {
-    var.name
-    for var in vars(mlflow_env).values()
-    if isinstance(var, mlflow_env._EnvironmentVariable)
-}
-# The AWS variables boto3 reads that these manifests may pass through.
-AWS_VARIABLES = {
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL_S3",
-}
 # Read by KServe's controller, not by the app: the protocol a custom predictor speaks.
 KSERVE_VARIABLES = {"PROTOCOL"}
 DEFAULT_PORTS = {"http": 80, "https": 443}

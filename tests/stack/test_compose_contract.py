@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 
 import click
 import pytest
-from mlflow import environment_variables as mlflow_env
 from mlflow.cli import server as mlflow_server
 from mlflow.server.security_utils import is_allowed_host_header
 
 from app.__main__ import build_parser as app_parser
 from app.settings import Settings
+from tests.env_names import AWS_VARIABLES, MLFLOW_VARIABLES
 from tests.stack import compose
 from trainer.cli import build_parser as trainer_parser
 from trainer.settings import TrainerSettings
@@ -44,20 +44,6 @@ LONG_RUNNING = {"postgres", "minio", "mlflow-server", "api", "prometheus"}
 OPTIONAL = {"grafana"}  # runs, has no healthcheck (tests/monitoring checks it)
 ONE_SHOT = SERVICES - LONG_RUNNING - OPTIONAL
 TRAINER_IMAGE = {"create-bucket", "seed-db", "trainer"}
-# The AWS variables boto3 reads that this stack may pass through.
-AWS_VARIABLES = {
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL_S3",
-}
-MLFLOW_VARIABLES = {
-    var.name
-    for var in vars(mlflow_env).values()
-    if isinstance(var, mlflow_env._EnvironmentVariable)
-}
 MLFLOW_SERVER_VARIABLES = {p.envvar for p in mlflow_server.params if isinstance(p.envvar, str)}
 POSTGRES_URL = re.compile(r"postgres(?:ql)?(?:\+\w+)?://[^\s\"']+")
 

@@ -119,7 +119,7 @@ def test_dockerignore_keeps_credentials_and_local_state_out() -> None:
     # An allow-list: everything excluded, then the few paths the images need re-included.
     assert lines[0] == "*"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert included == {"pyproject.toml", "README.md", "app", "trainer"}
+    assert included == {"pyproject.toml", "README.md", "app", "trainer", "model_serving"}
     copied = {
         src.rstrip("/")
         for stage in parse(ROOT / "Dockerfile.api")
