@@ -154,14 +154,33 @@ def test_http_healthchecks_use_python_on_the_served_port(
 
 
 def test_every_image_is_pinned(services: dict[str, Any]) -> None:
+    built = {service["image"] for service in services.values() if "build" in service}
     for name, service in services.items():
         image = service["image"]
         repository, _, tag = image.rpartition(":")
         assert repository and tag, f"{name}: image {image} has no tag"
-        if "build" in service:
+        if image in built:
             assert tag != "latest", f"{name}: built image tagged latest"
             continue
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
+
+
+def test_each_image_of_the_project_is_built_once_and_never_pulled(
+    services: dict[str, Any],
+) -> None:
+    builders: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if "build" in service:
+            builders.setdefault(service["image"], []).append(name)
+    assert all(len(names) == 1 for names in builders.values()), builders
+    assert builders[services["trainer"]["image"]] == ["trainer"]
+    for name, service in services.items():
+        if service["image"] in builders:
+            # Not "missing" (the default): compose would first ask a registry for the image.
+            assert service.get("pull_policy") == "never", name
+    assert {n for n, s in services.items() if s["image"] == services["trainer"]["image"]} == (
+        TRAINER_IMAGE
+    )
 
 
 def test_minio_comes_from_quay_with_a_release_tag(services: dict[str, Any]) -> None:
@@ -257,6 +276,21 @@ def test_other_containers_and_the_browser_pass_mlflows_host_check(
         assert is_allowed_host_header(allowed, urlsplit(uri).netloc), uri
     assert is_allowed_host_header(allowed, "localhost:5001")
     assert not is_allowed_host_header(allowed, "attacker.example:5001")
+
+
+def test_every_host_port_is_a_setting_of_env_example() -> None:
+    """So a second stack, or a host with its own PostgreSQL on 5432, can move any of them."""
+    example = compose.read_env_file()
+    seen: set[str] = set()
+    for name, service in compose.raw()["services"].items():
+        for mapping in service.get("ports", []):
+            match = re.fullmatch(r"127\.0\.0\.1:\$\{(\w+_HOST_PORT):-(\d+)\}:\d+", mapping)
+            assert match, f"{name}: {mapping} is not 127.0.0.1:${{NAME_HOST_PORT:-port}}:port"
+            variable, default = match.groups()
+            assert example.get(variable) == default, f"{variable}: .env.example says otherwise"
+            assert variable not in seen, f"{variable} publishes two ports"
+            seen.add(variable)
+    assert seen
 
 
 def test_s3_clients_point_at_minio(services: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """Both Dockerfiles pass hadolint, run as non-root from pinned slim bases, bake in no secrets,
-and install what their service needs from the project's own pyproject."""
+need no frontend image, and install what their service needs from the project's own pyproject."""
 
 from __future__ import annotations
 
@@ -7,54 +7,19 @@ import re
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.stack import compose
+from tests.stack.dockerfile import parse
+from tests.stack.images import needed
 
 ROOT = compose.ROOT
 DOCKERFILES = [ROOT / "Dockerfile.api", ROOT / "Dockerfile.mlflow"]
 HADOLINT = Path(sys.executable).with_name("hadolint")
 PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-\w+)?$")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY", re.IGNORECASE)
-
-
-@dataclass
-class Stage:
-    name: str | None
-    base: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def user(self, stages: dict[str, Stage]) -> str:
-        """The USER in effect at the end of this stage (inherited from a parent stage)."""
-        users = [arg for op, arg in self.instructions if op == "USER"]
-        if users:
-            return users[-1]
-        return stages[self.base].user(stages) if self.base in stages else "root"
-
-    def runs(self) -> list[str]:
-        return [arg for op, arg in self.instructions if op == "RUN"]
-
-
-def parse(path: Path) -> list[Stage]:
-    """The stages of a Dockerfile: (instruction, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n", " ", path.read_text())
-    stages: list[Stage] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        op, _, arg = line.partition(" ")
-        op, arg = op.upper(), " ".join(arg.split())
-        if op == "FROM":
-            image, _, alias = arg.partition(" AS ")
-            alias = alias or arg.partition(" as ")[2]
-            stages.append(Stage(alias.strip() or None, image.split()[0]))
-        elif stages:
-            stages[-1].instructions.append((op, arg))
-    return stages
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -85,6 +50,29 @@ def test_bases_are_pinned_slim_python_311(path: Path) -> None:
     assert external, f"{path.name} has no FROM"
     for base in external:
         assert PINNED_PYTHON.match(base), f"{path.name}: base {base} is not a pinned slim 3.11"
+
+
+def test_no_dockerfile_names_a_frontend_image() -> None:
+    """A `# syntax=` line makes BuildKit pull that frontend image before anything else: a build
+    that needs a registry even when every base image is present."""
+    found = [p for p in ROOT.glob("**/Dockerfile*") if ".venv" not in p.parts]
+    assert set(DOCKERFILES) <= set(found)
+    for path in found:
+        for line in path.read_text().splitlines():
+            assert not re.match(r"#\s*syntax\s*=", line.strip(), re.I), f"{path.name}: {line}"
+
+
+def test_the_images_to_provide_are_the_pulled_ones_and_the_bases() -> None:
+    """What .ci/run asks ../shared/docker-offline/setup for: every image compose would pull,
+    every Dockerfile base, none of the images the stack builds itself."""
+    images = needed()
+    services = compose.raw()["services"]
+    assert services["postgres"]["image"] in images
+    assert services["minio"]["image"] in images
+    bases = {s.base for path in DOCKERFILES for s in parse(path)} - {"base"}
+    assert bases and bases <= set(images)
+    assert not {s["image"] for s in services.values() if "build" in s} & set(images)
+    assert len(images) == len(set(images))
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -133,10 +121,16 @@ def test_dockerignore_keeps_credentials_and_local_state_out() -> None:
 def test_api_image_installs_the_base_dependencies_and_trainer_image_the_extra() -> None:
     stages = {s.name: s for s in parse(ROOT / "Dockerfile.api")}
     assert parse(ROOT / "Dockerfile.api")[-1].name == "api", "api must be the default target"
-    api_installs = [r for r in stages["api"].runs() if "pip install" in r]
-    trainer_installs = [r for r in stages["trainer"].runs() if "pip install" in r]
+
+    def installs(stage: str) -> list[str]:
+        """The pip installs that make the stage, its parent stages' first."""
+        inherited = installs(stages[stage].base) if stages[stage].base in stages else []
+        commands = (c.strip() for run in stages[stage].runs() for c in run.split("&&"))
+        return inherited + [c for c in commands if "pip install" in c]
+
+    api_installs, trainer_installs = installs("api"), installs("trainer")
     assert api_installs == ["pip install --no-cache-dir ."]
-    assert trainer_installs == ['pip install --no-cache-dir "./[trainer]"']
+    assert trainer_installs == [*api_installs, 'pip install --no-cache-dir "./[trainer]"']
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = [re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0] for dep in project["dependencies"]]

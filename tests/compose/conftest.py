@@ -1,0 +1,50 @@
+"""The stack under test: one compose project for the whole module, taken down with its volumes
+whatever happens; every container's logs attached to a step that fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.compose.stack import Stack, engine_problem
+from tests.conftest import IN_CI
+
+_timings: list[dict[str, float]] = []
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    problem = engine_problem()
+    if problem:
+        if IN_CI:
+            pytest.fail(
+                f"{problem} (CI=true: the compose tests must run; .ci/run sets up an engine "
+                "with ../shared/docker-offline/setup)"
+            )
+        pytest.skip(f"{problem}: the compose tests need a Docker engine with Compose v2")
+    stack = Stack(tmp_path_factory.mktemp("compose"))
+    _timings.append(stack.timings)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, Stack):
+        path, logs = stack.keep_logs(item.name)
+        report.sections.append((f"docker compose logs (also in {path})", logs))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How long the stack took to come up: CI's time budget, seen in every run."""
+    for timings in _timings:
+        if timings:
+            figures = ", ".join(f"{what} {seconds:.0f}s" for what, seconds in timings.items())
+            terminalreporter.write_line(f"compose stack: {figures}")
