@@ -16,6 +16,8 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from app.workers import SHARED_DIR_ENV
+
 # Sub-millisecond buckets: a small sklearn model answers in well under 1 ms.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -165,7 +167,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition: of this process, or of all workers in multiprocess mode."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(SHARED_DIR_ENV):
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
             return generate_latest(registry)

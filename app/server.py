@@ -30,9 +30,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.observe import RequestIdFilter
 from app.settings import Settings
+from app.workers import SHARED_DIR_ENV
 
 logger = logging.getLogger(__name__)
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_ENV = SHARED_DIR_ENV
 SUPERVISOR_ENV = "MODEL_SERVING_SUPERVISOR_PID"
 SHUTDOWN_GRACE = 30
 """Seconds requests in flight get to finish after SIGTERM."""

@@ -29,6 +29,7 @@ from app.metrics import Metrics, ModelMetrics
 from app.predictor import ModelIdentity, Predictor
 from app.process import freeze_heap
 from app.settings import Settings
+from app.workers import mark_ready
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class ModelSlot:
         old, self._active = self._active, active
         self.metrics.observe_model(identity, float(predictor.describe().get("load_seconds") or 0))
         self.metrics.observe_source(source)
+        mark_ready(True)
         self.last_error = None
         if source == "registry":
             self.mark_registry(reachable=True)
@@ -194,6 +196,7 @@ class ModelSlot:
             await self.retire(active, timeout=0)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.ready.set(0)
+        mark_ready(False)
 
     async def reload(self, *, force: bool = False, notify: bool = True) -> dict[str, Any]:
         """Load what the model URI means now and swap it in; the old model serves meanwhile.

@@ -6,6 +6,7 @@ from fastapi.responses import PlainTextResponse, Response
 from app.contract import ERRORS, Readiness, Status
 from app.errors import NotReady
 from app.routes.deps import Slot, json_response
+from app.workers import ready_workers
 
 router = APIRouter(tags=["probes"])
 
@@ -23,6 +24,10 @@ async def readyz(slot: Slot) -> Response:
     if not status["ready"]:
         reason = f" (last error: {status['last_error']})" if status["last_error"] else ""
         raise NotReady("the model is not loaded yet" + reason)
+    expected = slot.settings.workers
+    ready = ready_workers()
+    if expected > 1 and ready is not None and ready < expected:
+        raise NotReady(f"{ready} of {expected} workers have the model loaded")
     return json_response(
         {
             "status": "ready",
