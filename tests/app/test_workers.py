@@ -20,7 +20,7 @@ def test_ready_workers_counts_live_workers_that_marked_themselves(
     assert ready_workers() == 0
     mark_ready(True)
     assert ready_workers() == 1
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], 
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     (tmp_path / f"ready-{gone.stdout.strip()}").touch()  # a worker that died marked
     assert ready_workers() == 1
