@@ -23,13 +23,21 @@ from tests.servers import free_port, python_env, run_cli, running
 MLFLOW_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+def _logged_model(trained: TrainedModel) -> Any:
+    client = MlflowClient(tracking_uri=trained.tracking_uri)
+    experiment = client.get_run(trained.run_id).info.experiment_id
+    (logged,) = client.search_logged_models(
+        experiment_ids=[experiment], filter_string=f"source_run_id = '{trained.run_id}'"
+    )
+    return logged
+
+
 @pytest.fixture(scope="module")
 def model_folder(trained: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained model's files in a plain folder, outside any MLflow store."""
     dst = tmp_path_factory.mktemp("exported")
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=trained.runs_uri, dst_path=str(dst), tracking_uri=trained.tracking_uri
-    )
+    location = _logged_model(trained).artifact_location  # where the files are, by the store
+    local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst / "m"))
     assert (Path(local) / "MLmodel").is_file()
     return Path(local)
 
@@ -77,11 +85,7 @@ def test_file_uri_serves_and_reload_keeps_it_pinned(
 def test_a_logged_model_id_serves_under_its_logged_name(
     serve: AppFactory, trained: TrainedModel
 ) -> None:
-    client = MlflowClient(tracking_uri=trained.tracking_uri)
-    experiment = client.get_run(trained.run_id).info.experiment_id
-    (logged,) = client.search_logged_models(
-        experiment_ids=[experiment], filter_string=f"source_run_id = '{trained.run_id}'"
-    )
+    logged = _logged_model(trained)
     with serve(f"models:/{logged.model_id}") as app:
         info = app.get("/model-info").json()
     assert (info["name"], info["model_id"], info["run_id"]) == (
