@@ -40,6 +40,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.faults import Restartable, snapshot
 from tests.integration.local_stack import localize_argv
+from tests.iris import IRIS_EXAMPLE
 from tests.servers import ROOT, Server, free_port, python_env, running
 from tests.stack import compose
 
@@ -47,8 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 # Only the direct-to-S3 server: the API must reach S3 itself for S3 to be its fault.
 DIRECT = pytest.mark.parametrize("tracking", ["direct"], indirect=True)
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-ROW = dict(zip(FEATURES, (6.7, 3.3, 5.7, 2.1), strict=True))
+ROW = dict(IRIS_EXAMPLE)
 RETRY = re.compile(r"model load attempt (\d+) failed: (.*); retrying in ([\d.]+)s")
 API_START_S = 60.0
 

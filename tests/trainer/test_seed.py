@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.iris import FEATURES
 from tests.servers import python_env, running
 from tests.trainer.conftest import SECRET, trainer, with_password
 from trainer import seed
@@ -18,10 +19,7 @@ pytestmark = pytest.mark.postgres
 EXPECTED_COLUMNS = [
     ("id", "integer"),
     ("timestamp", "timestamp without time zone"),
-    ("sepal_length", "double precision"),
-    ("sepal_width", "double precision"),
-    ("petal_length", "double precision"),
-    ("petal_width", "double precision"),
+    *((name, "double precision") for name in FEATURES),
     ("target", "integer"),
 ]
 
