@@ -38,8 +38,9 @@ def _reset_mlflow_uris() -> None:
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        tracking_utils._tracking_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_TRACKING_URI"]
-        registry_utils._registry_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_REGISTRY_URI"]
+        # mlflow declares both `= None` at module level; they hold the URI once one is set.
+        tracking_utils._tracking_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_TRACKING_URI"]  # type: ignore[assignment]
+        registry_utils._registry_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_REGISTRY_URI"]  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ INHERITED_NEVER = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+def wait_for(condition: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
     """Poll `condition` until it returns a true value, and return that value; fail after
     `timeout` seconds saying `what` was awaited."""
     deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
@@ -54,7 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def _client(store: Store, **overrides: Any) -> TestClient:
-    settings = Settings(model_uri="models:/sk_model@champion", api_key=KEY, **overrides)
+    settings = Settings(model_uri="models:/sk_model@champion", api_key=SecretStr(KEY), **overrides)
     app = create_app(settings, tracking_uri=store.tracking_uri)
     return TestClient(app, raise_server_exceptions=False)
 

@@ -290,7 +290,8 @@ def test_data_database_dropped_mid_training_fails_the_run_and_registers_nothing(
                         " WHERE datname = %s AND state = 'active' AND query LIKE %s",
                         (name, "%iris_slow%"),
                     )
-                    return bool(cur.fetchone()[0])
+                    (active,) = cur.fetchone() or (0,)
+                    return bool(active)
 
             _wait_for(reading, 60, "the trainer is reading the data", trainer)
             with admin.cursor() as cur:
@@ -307,7 +308,9 @@ def test_data_database_dropped_mid_training_fails_the_run_and_registers_nothing(
     assert "iris_slow" in errors[0]
 
     client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
-    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment}"
+    (run,) = client.search_runs([found.experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.params["table"] == "iris_slow"
     assert "train_acc" not in run.data.metrics

@@ -107,6 +107,7 @@ def test_the_model_carries_its_drift_baseline_and_the_run_its_training_rows(
 ) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     info = mlflow.models.get_model_info("models:/sk_model@champion")
+    assert info.metadata is not None
     carried = info.metadata[baseline.METADATA_KEY]  # where the API reads it
     assert baseline.is_baseline(carried)
     run_id = trained["run_id"]
