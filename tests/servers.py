@@ -89,6 +89,34 @@ class Server:
 
         return wait_for(seen, timeout, f"{text!r} {count} times in {self.log_path}")
 
+    def read_connections(self, port: int) -> int:
+        """Connections to TCP `port` that a process of this server's group has accepted and
+        read all that was sent on so far (Linux /proc). One still in the listen backlog is
+        held by no process; one not read yet has bytes in its receive queue."""
+        drained = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    local, state, queues, inode = fields[1], fields[3], fields[4], fields[9]
+                    established, unread = state == "01", int(queues.split(":")[1], 16)
+                    if established and int(local.rsplit(":", 1)[1], 16) == port and not unread:
+                        drained.add(f"socket:[{inode}]")
+        held = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != self.proc.pid:
+                    continue
+                fds = list((proc / "fd").iterdir())
+            except OSError:  # gone meanwhile
+                continue
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    held += os.readlink(fd) in drained
+        return held
+
     def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
         """Wait until GET `url` answers `status`; fail with the server's log if it dies."""
         deadline = time.monotonic() + timeout

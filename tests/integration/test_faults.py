@@ -41,7 +41,7 @@ from tests.integration.conftest import (
 from tests.integration.faults import Restartable, snapshot
 from tests.integration.local_stack import localize_argv
 from tests.iris import IRIS_EXAMPLE
-from tests.servers import ROOT, Server, free_port, python_env, running
+from tests.servers import ROOT, Server, free_port, python_env, running, wait_for
 from tests.stack import compose
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -360,10 +360,11 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
     log = workdir / f"api-sigterm-{workers}.log"
     with running(args, _api_env(tracking, services), log) as api:
         api.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=API_START_S)
+        api.wait_output("model loaded: ", count=workers)  # /readyz answered for one worker
         # Four large requests in flight: headers and half the body sent, the rest to come.
         half = len(body) // 2
         in_flight = [_open_request(port, body, half) for _ in range(4)]
-        time.sleep(1.0)  # accepted and being read by the workers
+        wait_for(lambda: api.read_connections(port) == 4, 30, "the workers read all that was sent")
 
         api.proc.send_signal(signal.SIGTERM)
         # Well within BODY_TIMEOUT: the in-flight requests must still be waiting for their body.
