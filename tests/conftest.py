@@ -1,19 +1,25 @@
 """Fixtures shared by every test package: the machine's PostgreSQL, fresh databases, and
-figures printed in the terminal summary."""
+figures printed in the terminal summary; and the rule that a skip fails a run with CI=true."""
 
 from __future__ import annotations
 
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+def in_ci() -> bool:
+    """Whether this run is CI's (CI=true), where every test must run."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+IN_CI = in_ci()
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -38,8 +44,9 @@ def _reset_mlflow_uris() -> None:
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        tracking_utils._tracking_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_TRACKING_URI"]
-        registry_utils._registry_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_REGISTRY_URI"]
+        # mlflow declares both `= None` at module level; they hold the URI once one is set.
+        tracking_utils._tracking_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_TRACKING_URI"]  # type: ignore[assignment]
+        registry_utils._registry_uri = _PRISTINE_MLFLOW_ENV["MLFLOW_REGISTRY_URI"]  # type: ignore[assignment]
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +123,50 @@ def pytest_terminal_summary(
         terminalreporter.section("figures")
         for line in lines:
             terminalreporter.write_line(line)
+    skipped = config.stash.get(_SKIPPED_MODULES, [])
+    if skipped:
+        terminalreporter.section(CI_SKIP, red=True)
+        for line in skipped:
+            terminalreporter.write_line(line)
+
+
+# A skip fails a run with CI=true: a test that CI skipped did not run. A skip in a test or its
+# fixtures fails that test; a module skipped whole fails the run, named in the summary. (An
+# xfail is reported as a skip too, but is not one: it stays as it is.)
+CI_SKIP = "skipped with CI=true, where every test must run"
+_SKIPPED_MODULES = pytest.StashKey[list[str]]()
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and in_ci():
+        report.outcome = "failed"
+        report.longrepr = f"{CI_SKIP}: {_skip_reason(report)}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    if report.skipped and in_ci():
+        skipped = collector.config.stash.setdefault(_SKIPPED_MODULES, [])
+        skipped.append(f"{report.nodeid}: {_skip_reason(report)}")
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.stash.get(_SKIPPED_MODULES, []) and session.exitstatus in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    ):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,11 +11,25 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 INHERITED_NEVER = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
+    """Poll `condition` until it returns a true value, and return that value; fail after
+    `timeout` seconds saying `what` was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if value := condition():
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout}s: {what or 'condition not met'}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -60,6 +74,48 @@ class Server:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def wait_output(self, text: str, count: int = 1, timeout: float = 60.0) -> str:
+        """Wait until the output holds `text` `count` times (fail if the process ends first);
+        the output then."""
+
+        def seen() -> str:
+            output = self.output()
+            assert self.proc.poll() is None or output.count(text) >= count, (
+                f"{self.args[:3]} exited {self.proc.returncode} before printing {text!r}:\n"
+                + output[-4000:]
+            )
+            return output if output.count(text) >= count else ""
+
+        return wait_for(seen, timeout, f"{text!r} {count} times in {self.log_path}")
+
+    def read_connections(self, port: int) -> int:
+        """Connections to TCP `port` that a process of this server's group has accepted and
+        read all that was sent on so far (Linux /proc). One still in the listen backlog is
+        held by no process; one not read yet has bytes in its receive queue."""
+        drained = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    local, state, queues, inode = fields[1], fields[3], fields[4], fields[9]
+                    established, unread = state == "01", int(queues.split(":")[1], 16)
+                    if established and int(local.rsplit(":", 1)[1], 16) == port and not unread:
+                        drained.add(f"socket:[{inode}]")
+        held = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != self.proc.pid:
+                    continue
+                fds = list((proc / "fd").iterdir())
+            except OSError:  # gone meanwhile
+                continue
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    held += os.readlink(fd) in drained
+        return held
 
     def wait_http(self, url: str, timeout: float = 60.0, status: int = 200) -> None:
         """Wait until GET `url` answers `status`; fail with the server's log if it dies."""

@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.iris import IRIS_EXAMPLE, iris_data
 from tests.servers import python_env, run_cli
 
-IRIS_EXAMPLE = {"sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7, "petal_width": 2.1}
+__all__ = ["IRIS_EXAMPLE"]  # the tests of app/ import the example from here too
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,7 @@ def reference(trained: TrainedModel) -> Callable[[list[dict[str, float]]], list[
 
 @pytest.fixture(scope="session")
 def iris_records() -> list[dict[str, float]]:
-    from sklearn.datasets import load_iris
-
-    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    data = load_iris().data
-    return [dict(zip(names, map(float, row), strict=True)) for row in data]
+    return iris_data()[0]
 
 
 def wait_ready(client: TestClient, timeout: float = 60.0) -> None:

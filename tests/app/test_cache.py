@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,9 @@ from app.cache import ModelCache
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
-from tests.servers import Server, free_port, python_env, run_cli
+from tests.servers import Server, free_port, python_env, run_cli, wait_for
 
 ALIAS_URI = "models:/sk_model@champion"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _train(store: Path) -> dict[str, Any]:

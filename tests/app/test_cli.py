@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -157,6 +156,7 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
     args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
     with running(args, env, tmp_path / "app.log") as server:
         server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        server.wait_output("model loaded: ", count=2)  # /readyz answered for one worker
         for _ in range(40):
             body = _post(f"http://127.0.0.1:{port}/predict", {"records": [IRIS_EXAMPLE] * 3})
             assert body["predictions"] == [2, 2, 2]
@@ -192,14 +192,19 @@ def test_an_early_sighup_does_not_kill_the_workers(trained: TrainedModel, tmp_pa
         drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
     )
     args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
+    started = "Application startup complete"  # uvicorn's, once a worker's app handles SIGHUP
     with running(args, env, tmp_path / "app.log") as server:
-        deadline = time.monotonic() + 20
-        while "with 2 workers" not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        early = server.wait_output("with 2 workers", timeout=20)
         server.proc.send_signal(signal.SIGHUP)  # workers are still importing
+        assert started not in early, "the SIGHUP was meant to come before any app started"
         server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        server.wait_output("model loaded: ", count=2)  # /readyz answered for one worker
         server.proc.send_signal(signal.SIGHUP)  # now a reload: unchanged
+        # Each worker reloads once, for the second SIGHUP: the first one was ignored.
+        server.wait_output("SIGHUP reload: unchanged", count=2)
         body = _post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(40) == 0, server.output()
+        log = server.output()
     assert body["predictions"] == [2]
+    assert log.count("SIGHUP reload") == 2, log

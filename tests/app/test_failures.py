@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 
-from app.failures import MAX_MESSAGE, explain, one_line
+from app.failures import MAX_MESSAGE, LoadError, explain, one_line
 from app.mlflow_model import MlflowPredictor
 from app.process import prepare_process
 from tests.servers import free_port
@@ -23,8 +23,8 @@ def _serving_process() -> None:
     prepare_process()  # as every serving process does: MLflow's client does not retry
 
 
-def explain_load(predictor: MlflowPredictor) -> BaseException:
-    with pytest.raises(Exception) as caught:
+def explain_load(predictor: MlflowPredictor) -> LoadError:
+    with pytest.raises(LoadError) as caught:
         predictor.load()
     return caught.value
 
@@ -53,7 +53,7 @@ def test_a_model_that_does_not_exist_says_so_and_is_not_retried(tmp_path: Path) 
     MlflowClient(tracking_uri=store).search_experiments()  # creates the store
     error = explain_load(MlflowPredictor("models:/nope@champion", tracking_uri=store))
     assert "nope" in str(error) and "not found" in str(error)
-    assert getattr(error, "permanent", False)
+    assert error.permanent
 
 
 def test_a_name_that_does_not_resolve_says_so() -> None:
@@ -70,7 +70,16 @@ def test_a_name_that_does_not_resolve_says_so() -> None:
 
 def test_access_denied_by_the_artifact_store_names_the_status() -> None:
     exc = ClientError(
-        {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        {
+            "Error": {"Code": "AccessDenied"},
+            "ResponseMetadata": {
+                "HTTPStatusCode": 403,
+                "RequestId": "r",
+                "HostId": "h",
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
         "GetObject",
     )
     error = explain(exc)

@@ -18,6 +18,7 @@ from sklearn.svm import SVC
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
+from tests.iris import FEATURES
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def float32_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("float32")
     frame = load_iris(as_frame=True).data.astype("float32")
-    frame.columns = list(IRIS_EXAMPLE)
+    frame.columns = list(FEATURES)
     target = load_iris().target
     model = Pipeline([("scaler", StandardScaler()), ("svc", SVC())]).fit(frame, target)
     with mlflow.start_run():

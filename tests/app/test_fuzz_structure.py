@@ -57,9 +57,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.app.conftest import IRIS_EXAMPLE, AppFactory
+from tests.app.conftest import AppFactory
+from tests.iris import FEATURES, IRIS_EXAMPLE
 
-NAMES = tuple(IRIS_EXAMPLE)  # the model's signature, in its order (checked against /model-info)
 MAX_ROWS = 40
 MAX_BODY = 32 * 1024  # over 16 KiB the app parses on a thread: both ways are reached
 BODIES_PER_FORMAT = 640  # 8 formats: 5,120 bodies a run
@@ -197,13 +197,13 @@ class Reading:
             self.problem(loc)
             return
         before = len(self.problems)
-        for name in NAMES:
+        for name in FEATURES:
             if name not in record:
                 self.problem((*loc, name))
         for key in record:
-            if key not in NAMES:
+            if key not in FEATURES:
                 self.problem((*loc, shown(key)))
-        values = {n: self.number(record[n], (*loc, n)) for n in NAMES if n in record}
+        values = {n: self.number(record[n], (*loc, n)) for n in FEATURES if n in record}
         if len(self.problems) == before:
             self.records.append({n: v for n, v in values.items() if v is not None})
             self.locs.append(loc)
@@ -240,8 +240,8 @@ def _read_split(reading: Reading, value: Any, key: str) -> None:
     rows = reading.batch(value.get("data"), (key,))
     columns = value.get("columns")
     if columns is None:
-        columns = list(NAMES)
-    elif not isinstance(columns, list) or sorted(columns, key=str) != sorted(NAMES):
+        columns = list(FEATURES)
+    elif not isinstance(columns, list) or sorted(columns, key=str) != sorted(FEATURES):
         reading.problem((key, "columns"))
         return
     for i, row in enumerate(rows or []):
@@ -253,13 +253,13 @@ def _read_tensor(reading: Reading, value: Any, key: str) -> None:
     columns, or one record as a dict."""
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
         n = len(next(iter(value.values())))
-        if set(value) != set(NAMES) or any(len(v) != n for v in value.values()):
+        if set(value) != set(FEATURES) or any(len(v) != n for v in value.values()):
             reading.problem((key,))
         elif not 1 <= n <= MAX_ROWS:
             reading.problem((key,))
         else:
             for i in range(n):
-                reading.record({name: value[name][i] for name in NAMES}, (key, i))
+                reading.record({name: value[name][i] for name in FEATURES}, (key, i))
         return
     if isinstance(value, dict):
         reading.record(value, (key,))
@@ -267,7 +267,7 @@ def _read_tensor(reading: Reading, value: Any, key: str) -> None:
     items = reading.batch(value, (key,)) or []
     if items and isinstance(items[0], list):
         for i, item in enumerate(items):
-            reading.row(item, list(NAMES), (key, i))
+            reading.row(item, list(FEATURES), (key, i))
     else:
         for i, item in enumerate(items):
             reading.record(item, (key, i))
@@ -352,7 +352,7 @@ class Format:
     single: bool = False  # carries exactly one record
 
 
-ORDERS = st.permutations(NAMES)
+ORDERS = st.permutations(FEATURES)
 
 
 def _keyed(order: tuple[str, ...], records: list[Record]) -> list[dict[str, float]]:
@@ -363,7 +363,7 @@ def _split(draw: Draw, records: list[Record]) -> dict[str, Any]:
     columns = draw(st.none() | ORDERS)
     body: dict[str, Any] = {
         "columns": list(columns) if columns else None,
-        "data": [[r[c] for c in columns or NAMES] for r in records],
+        "data": [[r[c] for c in columns or FEATURES] for r in records],
     }
     if columns is None and draw(st.booleans()):
         del body["columns"]
@@ -389,7 +389,7 @@ FORMATS = {
         Format(
             "instances_rows",
             PREDICT,
-            lambda d, rs: {"instances": [[r[n] for n in NAMES] for r in rs]},
+            lambda d, rs: {"instances": [[r[n] for n in FEATURES] for r in rs]},
         ),
         Format("inputs_records", PREDICT, lambda d, rs: {"inputs": [dict(r) for r in rs]}),
         Format(
@@ -405,7 +405,7 @@ FORMATS = {
 
 _FLOAT_MAX = 1.7976931348623157e308
 _HALFWAY = 2**1024 - 2**970  # the smallest integer that rounds to infinity, not to the max
-VOCABULARY = (*NAMES, *FORMAT_KEYS, "params", "columns", "data", "index")
+VOCABULARY = (*FEATURES, *FORMAT_KEYS, "params", "columns", "data", "index")
 # fmt: off
 ODD_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-320, 1e308, -1e308,
               _FLOAT_MAX, -_FLOAT_MAX, 1.7e308, 9007199254740993.0, math.nan, math.inf,
@@ -468,12 +468,7 @@ LONG = st.sampled_from([MAX_ROWS + 1, 2 * MAX_ROWS, 1_000, 3_000])  # past rows;
 INDEX = st.integers(0, 2**16)
 MUTATIONS = st.sampled_from([0, 1, 1, 1, 2, 3])
 # Where a plausible flower lies, per feature (iris's ranges): all three classes come up.
-RANGES = {
-    "sepal_length": (4.3, 7.9),
-    "sepal_width": (2.0, 4.4),
-    "petal_length": (1.0, 6.9),
-    "petal_width": (0.1, 2.5),
-}
+RANGES = dict(zip(FEATURES, [(4.3, 7.9), (2.0, 4.4), (1.0, 6.9), (0.1, 2.5)], strict=True))
 PARAMS: st.SearchStrategy[Any] = st.sampled_from([None, {}]) | junk
 LEAF_OPS = st.sampled_from(["replace"] * 3 + ["nest"])
 EMPTY_OPS = st.sampled_from(["replace"] * 3 + ["nest", "grow"])
@@ -571,7 +566,7 @@ def valid_bodies(draw: Draw, fmt: Format) -> tuple[list[Record], Any]:
     # the request, and the mutations are what is searched for.
     rng = random.Random(draw(INDEX))
     n = 1 if fmt.single else 1 + draw(INDEX) % 6
-    records = [{k: _plausible(rng, *RANGES[k]) for k in NAMES} for _ in range(n)]
+    records = [{k: _plausible(rng, *RANGES[k]) for k in FEATURES} for _ in range(n)]
     return records, fmt.build(draw, records)
 
 
@@ -731,7 +726,7 @@ def fuzz_client(serve: AppFactory) -> Iterator[TestClient]:
     """The real app on the trained model, with limits small enough to reach quickly."""
     with serve(max_batch_rows=MAX_ROWS, max_body_bytes=MAX_BODY) as client:
         signature = client.get("/model-info").json()["signature"]["inputs"]
-        assert [c["name"] for c in signature] == list(NAMES)
+        assert [c["name"] for c in signature] == list(FEATURES)
         assert {c["type"] for c in signature} == {"double"}
         yield client
 
@@ -810,7 +805,7 @@ def test_the_reference_decoder_reads_back_every_format(name: str) -> None:
         reading = fmt.protocol.read(dumps(tree).encode())
         assert reading.problems == []
         assert reading.records == records
-        assert all(list(r) == list(NAMES) for r in reading.records)
+        assert all(list(r) == list(FEATURES) for r in reading.records)
 
     run()
 

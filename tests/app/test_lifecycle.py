@@ -10,48 +10,28 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.predictor import LoadError, ModelIdentity
-from app.schema import Column, InputSchema
+from app.predictor import LoadError
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
+from tests.app.fakes import FakeModel
 from tests.servers import free_port
 
 
-class GatedModel:
-    """A fake honouring the Predictor contract, whose load waits for a gate."""
+class GatedModel(FakeModel):
+    """The fake model, whose load waits for a gate and fails while `attempts_left`."""
 
-    def __init__(self, gate: threading.Event, failures: int = 0) -> None:
+    attempts_left = 0
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
         self.gate = gate
-        self.failures = failures
-        self.identity = ModelIdentity(uri="models:/fake@live", name="fake", version="7")
-        self.schema = InputSchema([Column(n, "double") for n in IRIS_EXAMPLE])
-        self._ready = False
-
-    is_classifier = False
-    local_dir = None
-    metadata: dict[str, Any] = {}
-
-    @property
-    def ready(self) -> bool:
-        return self._ready
 
     def load(self) -> None:
         self.gate.wait(10)
         if GatedModel.attempts_left > 0:
             GatedModel.attempts_left -= 1
             raise LoadError("tracking server unreachable")
-        self._ready = True
-
-    attempts_left = 0
-
-    def predict(self, data: Any) -> list[Any]:
-        return [float(row.sum()) for row in data]
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.identity.as_dict(), "load_seconds": 0.01}
-
-    def close(self) -> None:
-        self._ready = False
+        super().load()
 
 
 def test_unready_until_loaded_while_liveness_answers() -> None:

@@ -9,8 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory, TrainedModel
+from tests.iris import FEATURES
 
-NAMES = list(IRIS_EXAMPLE)
+NAMES = list(FEATURES)
 SECRET = "leak-me-7731"  # a client value that must never come back in an error
 
 
@@ -120,8 +121,8 @@ BAD_BODIES: dict[str, tuple[str, int, list[Any]]] = {
     "NaN": (json.dumps(_record(petal_length=float("nan"))), 422, ["petal_length"]),
     "Infinity": (json.dumps(_record(petal_length=float("inf"))), 422, ["petal_length"]),
     "-Infinity": (json.dumps(_record(sepal_length=float("-inf"))), 422, ["sepal_length"]),
-    "overflowing number": (
-        '{"sepal_length": 1e999, "sepal_width": 1, "petal_length": 1, "petal_width": 1}',
+    "overflowing number": (  # valid JSON that Python's json cannot write: spliced in
+        json.dumps(_record(sepal_length=0.5)).replace("0.5", "1e999"),
         422,
         ["sepal_length"],
     ),
@@ -158,8 +159,7 @@ BAD_BODIES: dict[str, tuple[str, int, list[Any]]] = {
         ["dataframe_split", "data", 0],
     ),
     "unpaired surrogate in a field name": (
-        '{"sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7, "petal_width": 2.1, '
-        '"\\ud800": 1}',
+        json.dumps(IRIS_EXAMPLE)[:-1] + ', "\\ud800": 1}',
         422,
         ["\\ud800"],
     ),

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory, TrainedModel
+from tests.iris import iris_data
 from tests.servers import free_port, python_env, running
 
 pytestmark = pytest.mark.postgres
@@ -121,9 +122,7 @@ def test_a_database_that_is_down_costs_no_request_and_overflow_is_counted(
 def test_feedback_scores_live_accuracy_and_is_stored_beside_the_log(
     serve: AppFactory, database: str, iris_records: list[dict[str, float]]
 ) -> None:
-    from sklearn.datasets import load_iris
-
-    truth = [int(t) for t in load_iris().target]
+    truth = iris_data()[1]
     with serve(prediction_log_url=database) as client:
         answer = client.post("/predict", json={"records": iris_records[:50]})
         rid = answer.headers["x-request-id"]

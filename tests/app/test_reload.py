@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
-from tests.servers import python_env, run_cli
+from tests.servers import python_env, run_cli, wait_for
 
 KEY = "test-admin-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -54,7 +55,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 def _client(store: Store, **overrides: Any) -> TestClient:
-    settings = Settings(model_uri="models:/sk_model@champion", api_key=KEY, **overrides)
+    settings = Settings(model_uri="models:/sk_model@champion", api_key=SecretStr(KEY), **overrides)
     app = create_app(settings, tracking_uri=store.tracking_uri)
     return TestClient(app, raise_server_exceptions=False)
 
@@ -94,31 +95,43 @@ def test_requests_during_a_reload_all_succeed_each_from_one_model(
     store: Store, served: TestClient
 ) -> None:
     store.train("--C", "0.3")
-    answers: list[tuple[int, str | None]] = []
+    # Each hammering thread's answers, in the order it sent its requests (one at a time).
+    answers: list[list[tuple[int, str | None]]] = [[] for _ in range(4)]
     stop = threading.Event()
 
-    def hammer() -> None:
+    def hammer(mine: list[tuple[int, str | None]]) -> None:
         while not stop.is_set():
             response = served.post("/predict", json={"records": [IRIS_EXAMPLE] * 20})
             version = response.json()["model"]["version"] if response.status_code == 200 else None
-            answers.append((response.status_code, version))
+            mine.append((response.status_code, version))
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    threads = [threading.Thread(target=hammer, args=(mine,)) for mine in answers]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    reload = served.post("/admin/reload", headers=AUTH)
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join(10)
+    try:
+        wait_for(lambda: all(len(mine) >= 3 for mine in answers), what="3 answers per thread")
+        before = [len(mine) for mine in answers]
+        reload = served.post("/admin/reload", headers=AUTH)
+        after = [len(mine) for mine in answers]
+        # Each thread's next request but one began after the reload had answered.
+        wait_for(
+            lambda: all(len(m) >= n + 2 for m, n in zip(answers, after, strict=True)),
+            what="2 answers per thread after the reload",
+        )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
     assert reload.json()["status"] == "reloaded"
-    assert answers and all(status == 200 for status, _ in answers)
-    versions = [v for _, v in answers]
+    assert all(status == 200 for mine in answers for status, _ in mine)
     old, new = reload.json()["previous"]["version"], reload.json()["model"]["version"]
-    assert set(versions) == {old, new}
-    switch = versions.index(new)
-    assert old in versions[:switch] and new in versions[switch:]
+    assert {v for mine in answers for _, v in mine} == {old, new}
+    for mine, n_before, n_after in zip(answers, before, after, strict=True):
+        versions = [v for _, v in mine]
+        assert set(versions[:n_before]) == {old}, "before the reload, the old model answered"
+        assert set(versions[n_after + 1 :]) == {new}, "after it, the new one"
+        switch = versions.index(new)
+        assert set(versions[switch:]) == {new}, f"a thread went back to the old model: {versions}"
 
 
 def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(

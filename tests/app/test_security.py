@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -13,13 +14,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.main import create_app
 from app.predictor import ModelIdentity
-from app.schema import Column, InputSchema
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory, TrainedModel, wait_ready
+from tests.app.fakes import FakeModel
 from tests.servers import free_port, python_env, running
 
 KEY = "s3cret-key-for-tests-only"
@@ -43,17 +44,17 @@ def keyed(serve: AppFactory) -> Any:
 def test_with_a_key_protected_routes_answer_401_then_403_then_work(
     keyed: TestClient, method: str, path: str
 ) -> None:
-    body = {"json": IRIS_EXAMPLE} if path == "/predict" else {}
-    missing = keyed.request(method, path, **body)
+    body = IRIS_EXAMPLE if path == "/predict" else None
+    missing = keyed.request(method, path, json=body)
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["error"]["code"] == "unauthorized"
-    wrong = keyed.request(method, path, headers={"Authorization": "Bearer nope"}, **body)
+    wrong = keyed.request(method, path, headers={"Authorization": "Bearer nope"}, json=body)
     assert wrong.status_code == 403
     assert "nope" not in wrong.text
-    basic = keyed.request(method, path, headers={"Authorization": f"Basic {KEY}"}, **body)
+    basic = keyed.request(method, path, headers={"Authorization": f"Basic {KEY}"}, json=body)
     assert basic.status_code == 401
-    right = keyed.request(method, path, headers={"Authorization": f"Bearer {KEY}"}, **body)
+    right = keyed.request(method, path, headers={"Authorization": f"Bearer {KEY}"}, json=body)
     assert right.status_code == 200
 
 
@@ -70,43 +71,38 @@ def test_predict_public_keeps_predict_open_but_not_admin(serve: AppFactory) -> N
 
 def test_a_short_api_key_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="at least 16"):
-        Settings(model_uri="runs:/abc/m", api_key="short")
+        Settings(model_uri="runs:/abc/m", api_key=SecretStr("short"))
 
 
-class SlowModel:
-    """Honours the Predictor contract; takes 2 s per predict call."""
+class StuckModel(FakeModel):
+    """Honours the Predictor contract; its predict calls wait until `release` is set."""
 
     identity = ModelIdentity(uri="models:/slow@live", name="slow", version="1")
-    schema = InputSchema([Column(n, "double") for n in IRIS_EXAMPLE])
-    ready = True
-    is_classifier = False
-    local_dir = None
-    metadata: dict[str, Any] = {}
 
-    def resolve(self) -> ModelIdentity:
-        return self.identity
-
-    def load(self) -> None:
-        pass
+    def __init__(self) -> None:
+        super().__init__()
+        self.predicting = threading.Event()
+        self.release = threading.Event()
 
     def predict(self, data: Any) -> list[Any]:
-        time.sleep(2)
+        self.predicting.set()
+        self.release.wait(30)
         return [0] * len(data)
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.identity.as_dict(), "load_seconds": 0.0}
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_request_over_the_timeout_answers_504() -> None:
+    model = StuckModel()
     settings = Settings(model_uri="models:/slow@live", request_timeout=0.3)
-    with TestClient(create_app(settings, predictor_factory=SlowModel)) as client:
+    with TestClient(create_app(settings, predictor_factory=lambda: model)) as client:
         wait_ready(client)
         start = time.monotonic()
-        answer = client.post("/predict", json=IRIS_EXAMPLE)
-        assert time.monotonic() - start < 1.5
+        try:
+            answer = client.post("/predict", json=IRIS_EXAMPLE)
+            assert time.monotonic() - start < 1.5
+            assert model.predicting.is_set(), "the request reached the model"
+            assert not model.release.is_set()  # the answer came while the model was stuck
+        finally:
+            model.release.set()
     assert answer.status_code == 504
     assert answer.json()["error"]["code"] == "timeout"
 

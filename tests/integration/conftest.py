@@ -24,6 +24,7 @@ from tests.integration.local_stack import (
     localize_argv,
     replace_option,
 )
+from tests.iris import FEATURES
 from tests.servers import Server, free_port, python_env, run_cli, running
 from tests.stack import compose
 
@@ -128,10 +129,7 @@ def seeded(
     first = check(run_service(argv, env, workdir))
     second = check(run_service(argv, env, workdir))
     with psycopg2.connect(data_url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT sepal_length, sepal_width, petal_length, petal_width, target"
-            " FROM iris_data ORDER BY id"
-        )
+        cur.execute(f"SELECT {', '.join(FEATURES)}, target FROM iris_data ORDER BY id")
         rows = cur.fetchall()
     conn.close()
     return {"first": first, "second": second, "rows": rows}

@@ -40,15 +40,15 @@ from tests.integration.conftest import (
 )
 from tests.integration.faults import Restartable, snapshot
 from tests.integration.local_stack import localize_argv
-from tests.servers import ROOT, Server, free_port, python_env, running
+from tests.iris import IRIS_EXAMPLE
+from tests.servers import ROOT, Server, free_port, python_env, running, wait_for
 from tests.stack import compose
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 # Only the direct-to-S3 server: the API must reach S3 itself for S3 to be its fault.
 DIRECT = pytest.mark.parametrize("tracking", ["direct"], indirect=True)
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-ROW = dict(zip(FEATURES, (6.7, 3.3, 5.7, 2.1), strict=True))
+ROW = dict(IRIS_EXAMPLE)
 RETRY = re.compile(r"model load attempt (\d+) failed: (.*); retrying in ([\d.]+)s")
 API_START_S = 60.0
 
@@ -290,7 +290,8 @@ def test_data_database_dropped_mid_training_fails_the_run_and_registers_nothing(
                         " WHERE datname = %s AND state = 'active' AND query LIKE %s",
                         (name, "%iris_slow%"),
                     )
-                    return bool(cur.fetchone()[0])
+                    (active,) = cur.fetchone() or (0,)
+                    return bool(active)
 
             _wait_for(reading, 60, "the trainer is reading the data", trainer)
             with admin.cursor() as cur:
@@ -307,7 +308,9 @@ def test_data_database_dropped_mid_training_fails_the_run_and_registers_nothing(
     assert "iris_slow" in errors[0]
 
     client = MlflowClient(tracking_uri=tracking.url, registry_uri=tracking.url)
-    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment}"
+    (run,) = client.search_runs([found.experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.params["table"] == "iris_slow"
     assert "train_acc" not in run.data.metrics
@@ -357,10 +360,11 @@ def test_sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_0(
     log = workdir / f"api-sigterm-{workers}.log"
     with running(args, _api_env(tracking, services), log) as api:
         api.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=API_START_S)
+        api.wait_output("model loaded: ", count=workers)  # /readyz answered for one worker
         # Four large requests in flight: headers and half the body sent, the rest to come.
         half = len(body) // 2
         in_flight = [_open_request(port, body, half) for _ in range(4)]
-        time.sleep(1.0)  # accepted and being read by the workers
+        wait_for(lambda: api.read_connections(port) == 4, 30, "the workers read all that was sent")
 
         api.proc.send_signal(signal.SIGTERM)
         # Well within BODY_TIMEOUT: the in-flight requests must still be waiting for their body.

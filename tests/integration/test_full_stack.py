@@ -33,12 +33,12 @@ from tests.integration.conftest import (
     run_service,
 )
 from tests.integration.local_stack import Endpoints, localize_argv, localize_healthcheck
+from tests.iris import FEATURES
 from tests.servers import free_port, running
 from tests.stack import compose
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 API_START_S = 180.0
 S3_SETTINGS = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # The README's roll-out: `docker compose run --rm trainer <this>`, then POST /admin/reload.
@@ -56,7 +56,7 @@ def trained(tracking: TrackingServer, services: dict[str, Any], workdir: Path) -
 
 @pytest.fixture(scope="module")
 def rows(seeded: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame([row[:4] for row in seeded["rows"]], columns=FEATURES)
+    return pd.DataFrame([row[:4] for row in seeded["rows"]], columns=list(FEATURES))
 
 
 @contextlib.contextmanager

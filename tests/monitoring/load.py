@@ -12,25 +12,16 @@ from typing import Any
 
 import httpx
 
-EXAMPLE = {"sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7, "petal_width": 2.1}
+from tests.iris import IRIS_EXAMPLE, iris_data
+
 BATCH = 50
 SINGLES = 20
 # Each is refused with 422 (a string for a number, a missing field, an empty batch).
 INVALID: tuple[dict[str, Any], ...] = (
-    {**EXAMPLE, "petal_width": "wide"},
-    {k: v for k, v in EXAMPLE.items() if k != "sepal_width"},
+    {**IRIS_EXAMPLE, "petal_width": "wide"},
+    {k: v for k, v in IRIS_EXAMPLE.items() if k != "sepal_width"},
     {"records": []},
 )
-
-
-def iris() -> tuple[list[dict[str, float]], list[int]]:
-    """The iris rows as records of the model's features, and their true labels."""
-    from sklearn.datasets import load_iris
-
-    data = load_iris()
-    names = list(EXAMPLE)
-    records = [dict(zip(names, map(float, row), strict=True)) for row in data.data]
-    return records, [int(y) for y in data.target]
 
 
 @dataclass
@@ -62,7 +53,7 @@ class Load:
 
     def run(self) -> None:
         """One round: singles, batches with feedback, invalid requests, a reload."""
-        records, labels = iris()
+        records, labels = iris_data()
         for i in range(SINGLES):
             self.predict(records[(i * 7) % len(records)])
         for start in range(0, len(records), BATCH):

@@ -13,6 +13,7 @@ import pytest
 
 from model_serving import baseline
 from model_serving.stores import EMBEDDED_DIR, embedded_tracking_uri
+from tests.iris import FEATURES
 from tests.servers import python_env
 from tests.trainer.conftest import (
     SECRET,
@@ -94,12 +95,7 @@ def test_the_logged_model_has_a_double_signature_and_an_input_example(
     info = mlflow.models.get_model_info(trained["model_uri"])
     assert info.signature is not None
     inputs = info.signature.inputs.to_dict()
-    assert [(i["name"], i["type"]) for i in inputs] == [
-        ("sepal_length", "double"),
-        ("sepal_width", "double"),
-        ("petal_length", "double"),
-        ("petal_width", "double"),
-    ]
+    assert [(i["name"], i["type"]) for i in inputs] == [(name, "double") for name in FEATURES]
     loaded = mlflow.pyfunc.load_model(trained["model_uri"])
     example = loaded.input_example
     assert isinstance(example, pd.DataFrame) and example.shape == (10, 4)
@@ -111,6 +107,7 @@ def test_the_model_carries_its_drift_baseline_and_the_run_its_training_rows(
 ) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     info = mlflow.models.get_model_info("models:/sk_model@champion")
+    assert info.metadata is not None
     carried = info.metadata[baseline.METADATA_KEY]  # where the API reads it
     assert baseline.is_baseline(carried)
     run_id = trained["run_id"]

@@ -49,13 +49,13 @@ def log_rows(run_id: str | None, shift: dict[str, float], n: int, start: datetim
     rows = iris_frame().sample(n=n, random_state=n, replace=n > 150).reset_index(drop=True)
     prefix = f"{run_id}-{start.year}"
     out = []
-    for i, row in rows.iterrows():
+    for i, (_, row) in enumerate(rows.iterrows()):  # the index is 0..n-1
         features = {f: float(row[f]) + shift.get(f, 0.0) for f in IRIS_FEATURES}
         out.append(
             (
-                start + timedelta(seconds=int(i)),
-                f"{prefix}-{int(i) // 3}",
-                int(i) % 3,
+                start + timedelta(seconds=i),
+                f"{prefix}-{i // 3}",
+                i % 3,
                 "sk_model",
                 "1",
                 run_id,
