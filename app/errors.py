@@ -8,7 +8,7 @@ was wrong and where; they never contain the client's values or a stack trace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -53,6 +53,11 @@ class NotFound(ServiceError):
 class MethodNotAllowed(ServiceError):
     status = 405
     code = "method_not_allowed"
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(f"method not allowed: use {allow}")
+        self.allow = allow
+        """The methods the route answers (the `Allow` header)."""
 
 
 class UnsupportedMediaType(ServiceError):
@@ -124,16 +129,20 @@ def error_bytes(
 
 Rendered = tuple[int, bytes, list[tuple[bytes, bytes]]]
 """status, JSON body, extra headers"""
+Encoder = Callable[[int, str, str, list[dict[str, Any]] | None], bytes]
+"""An error's status, code, message and details -> the body (the V2 door has its own shape)."""
 
 
-def render(exc: BaseException) -> Rendered:
+def render(exc: BaseException, encode: Encoder = error_bytes) -> Rendered:
     """Any exception as the answer the client gets: ours carry their status and message; the
     unexpected are logged and answer a bare 500, never a stack trace."""
     if isinstance(exc, ServiceError):
         headers = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
-        return exc.status, error_bytes(exc.status, exc.code, exc.message, exc.details), headers
+        if isinstance(exc, MethodNotAllowed):
+            headers.append((b"allow", exc.allow.encode()))
+        return exc.status, encode(exc.status, exc.code, exc.message, exc.details), headers
     logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return 500, error_bytes(500, "internal_error", "internal error; see the service log"), []
+    return 500, encode(500, "internal_error", "internal error; see the service log", None), []
 
 
 def _response(rendered: Rendered) -> Response:

@@ -11,7 +11,8 @@ OpenAPI document describes it from `operation()` here; there is no second handle
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
@@ -24,6 +25,7 @@ from app.errors import (
     GatewayTimeout,
     MethodNotAllowed,
     PayloadTooLarge,
+    Rendered,
     RequestTimeout,
     UnsupportedMediaType,
     render,
@@ -36,22 +38,17 @@ _REFS = "#/components/schemas/"
 _JSON = (b"content-type", b"application/json")
 # The request headers the lane reads (ASGI servers send names lower-cased).
 _WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-length")}
+T = TypeVar("T")
 
 
 class Route:
-    """What the request middleware reads of a matched route: its path template."""
+    """What the metrics middleware reads of a matched route: its path template."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
 
-def request_id_of(scope: Scope) -> str:
-    """The request's id (the request middleware puts it in the scope's state)."""
-    state = scope.get("state")
-    return state["request_id"] if state and "request_id" in state else new_request_id()
-
-
-def _check_content_type(value: str | None) -> None:
+def check_content_type(value: str | None) -> None:
     if value is None:
         return  # no claim made: parse it as JSON
     media = value.split(";", 1)[0].strip().lower()
@@ -65,6 +62,12 @@ def _check_content_type(value: str | None) -> None:
 def _too_large(limit: int) -> PayloadTooLarge:
     message = f"request body over the limit of {limit} bytes"
     return PayloadTooLarge(message, [{"loc": [], "msg": message}])
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id (the request middleware puts it in the scope's state)."""
+    state = scope.get("state")
+    return state["request_id"] if state and "request_id" in state else new_request_id()
 
 
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
@@ -87,6 +90,69 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def within_limits(
+    settings: Settings,
+    receive: Receive,
+    declared: str | None,
+    answer: Callable[[bytes], Awaitable[T]],
+) -> T:
+    """`answer(body)` for the request's body, or a ServiceError saying which limit was hit.
+
+    Two limits, one timer: BODY_TIMEOUT while the body arrives (408), then REQUEST_TIMEOUT
+    for the answer (504); and MAX_BODY_BYTES (413). `declared` is the Content-Length header."""
+    # A bare loop timer rather than asyncio.timeout(), whose pure-Python bookkeeping was
+    # a tenth of this process's time under load; the semantics are the same (cancel the
+    # task, turn that cancellation, and only that one, into the error).
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        task.cancel()
+
+    timer = loop.call_at(loop.time() + settings.body_timeout, expire)
+    reading = True
+    try:
+        body = await read_body(receive, declared, settings.max_body_bytes)
+        reading = False
+        timer.cancel()
+        timer = loop.call_at(loop.time() + settings.request_timeout, expire)
+        return await answer(body)
+    except asyncio.CancelledError:
+        if not expired or task.uncancel() > 0:
+            raise  # cancelled from elsewhere (shutdown, client gone): not ours to answer
+        if reading:
+            raise RequestTimeout(
+                f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
+            ) from None
+        raise GatewayTimeout(
+            f"no answer within REQUEST_TIMEOUT ({settings.request_timeout:g}s)"
+        ) from None
+    finally:
+        timer.cancel()
+
+
+async def respond(
+    send: Send, answer: Awaitable[bytes], shape: Callable[[BaseException], Rendered] = render
+) -> None:
+    """Send `answer`'s JSON (200), or the error it raised as `shape` renders it; nothing to a
+    client that has gone (the metrics count it as 499)."""
+    status = 200
+    extra: list[tuple[bytes, bytes]] = []
+    try:
+        body = await answer
+    except ClientDisconnect:
+        await send({"type": "http.response.start", "status": 499, "headers": []})
+        return
+    except Exception as exc:
+        status, body, extra = shape(exc)
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class PredictLane:
     """Serves POST /predict with one app's data plane."""
 
@@ -96,67 +162,26 @@ class PredictLane:
         self.plane = plane
         self.settings = settings
 
-    async def answer(self, headers: dict[str, str], receive: Receive, request_id: str) -> bytes:
-        """The JSON answer, or a ServiceError saying what is wrong.
-
-        Two limits, one timer: BODY_TIMEOUT while the body arrives (408), then
-        REQUEST_TIMEOUT for the answer (504)."""
+    async def answer(
+        self, method: str, headers: dict[str, str], receive: Receive, request_id: str
+    ) -> bytes:
+        """The JSON answer, or a ServiceError saying what is wrong."""
+        if method != "POST":
+            raise MethodNotAllowed("POST")
         settings = self.settings
         authorize(settings, Guard.CLIENT, headers.get("authorization"))
-        _check_content_type(headers.get("content-type"))
-        # A bare loop timer rather than asyncio.timeout(), whose pure-Python bookkeeping was
-        # a tenth of this process's time under load; the semantics are the same (cancel the
-        # task, turn that cancellation, and only that one, into the error).
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        expired: list[bool] = []
-
-        def expire() -> None:
-            expired.append(True)
-            task.cancel()
-
-        timer = loop.call_at(loop.time() + settings.body_timeout, expire)
-        reading = True
-        try:
-            body = await read_body(receive, headers.get("content-length"), settings.max_body_bytes)
-            reading = False
-            timer.cancel()
-            timer = loop.call_at(loop.time() + settings.request_timeout, expire)
-            return await self.plane.predict(body, request_id)
-        except asyncio.CancelledError:
-            if not expired or task.uncancel() > 0:
-                raise  # cancelled from elsewhere (shutdown, client gone): not ours to answer
-            if reading:
-                raise RequestTimeout(
-                    f"request body not received within BODY_TIMEOUT ({settings.body_timeout:g}s)"
-                ) from None
-            raise GatewayTimeout(
-                f"no answer within REQUEST_TIMEOUT ({settings.request_timeout:g}s)"
-            ) from None
-        finally:
-            timer.cancel()
+        check_content_type(headers.get("content-type"))
+        return await within_limits(
+            settings,
+            receive,
+            headers.get("content-length"),
+            lambda body: self.plane.predict(body, request_id),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = self.route
         headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-        status = 200
-        extra: list[tuple[bytes, bytes]] = []
-        try:
-            if scope["method"] != "POST":
-                extra.append((b"allow", b"POST"))
-                raise MethodNotAllowed("method not allowed: use POST")
-            body = await self.answer(headers, receive, request_id_of(scope))
-        except ClientDisconnect:
-            # Nobody is listening: nothing to send; the metrics count it as 499.
-            await send({"type": "http.response.start", "status": 499, "headers": []})
-            return
-        except Exception as exc:
-            status, body, rendered = render(exc)
-            extra += rendered
-        response_headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, self.answer(scope["method"], headers, receive, request_id_of(scope)))
 
     @staticmethod
     def operation() -> tuple[dict[str, Any], list[type[BaseModel]]]:

@@ -27,22 +27,31 @@ from app.recorder import Recorder
 from app.routes import add_routes
 from app.settings import Settings, get_settings
 from app.slot import ModelSlot, PredictorFactory
+from app.v2 import V2_TREE, V2Lane
 
 logger = logging.getLogger(__name__)
 Lanes = dict[str, ASGIApp]
-"""Lanes by path: each serves every request to its path (and answers 405 to methods it lacks)."""
+"""Lanes by path: each serves every request to its path (and answers 405 to methods it lacks);
+a path ending in "/*" names a tree: the lane serves that path and every path beneath it."""
 
 
 class _Dispatch:
     """Hands the requests a lane serves to it, everything else to FastAPI's own layers."""
 
     def __init__(self, lanes: Lanes, framework: ASGIApp) -> None:
-        self.lanes = lanes
+        self.lanes = {p: lane for p, lane in lanes.items() if not p.endswith("/*")}
+        self.trees = [(p[:-2], p[:-1], lane) for p, lane in lanes.items() if p.endswith("/*")]
         self.framework = framework
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            lane = self.lanes.get(scope["path"])
+            path = scope["path"]
+            lane = self.lanes.get(path)
+            if lane is None:
+                for root, beneath, tree in self.trees:
+                    if path == root or path.startswith(beneath):
+                        lane = tree
+                        break
             if lane is not None:
                 await lane(scope, receive, send)
                 return
@@ -102,7 +111,8 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.lanes = {PATH: PredictLane(DataPlane(slot, recorder), settings)}
+    plane = DataPlane(slot, recorder)
+    app.lanes = {PATH: PredictLane(plane, settings), V2_TREE: V2Lane(plane, settings)}
     app.state.settings = settings
     app.state.slot = slot
     app.state.loader = loader

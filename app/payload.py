@@ -70,7 +70,7 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_size(n: int, loc: list[Any], max_rows: int) -> None:
+def check_size(n: int, loc: list[Any], max_rows: int) -> None:
     if n == 0:
         raise _invalid(loc, "empty batch: send at least one record")
     if n > max_rows:
@@ -80,7 +80,7 @@ def _check_size(n: int, loc: list[Any], max_rows: int) -> None:
 def _list_of(value: Any, loc: list[Any], max_rows: int) -> list[Any]:
     if not isinstance(value, list):
         raise _invalid(loc, f"expected an array of records, got {json_type(value)}")
-    _check_size(len(value), loc, max_rows)
+    check_size(len(value), loc, max_rows)
     return value
 
 
@@ -112,7 +112,7 @@ def _tensor_like(key: str, value: Any, max_rows: int) -> Batch:
             if len(lengths) != 1:
                 raise _invalid([key], "columns have different lengths")
             n = lengths.pop()
-            _check_size(n, [key], max_rows)
+            check_size(n, [key], max_rows)
             names = tuple(value)
             columns = [value[name] for name in names]
             return Rows([list(r) for r in zip(*columns, strict=True)], names, (key,))

@@ -1,0 +1,300 @@
+"""The Open Inference Protocol (V2) REST door: what KServe, Triton, MLServer and Seldon speak,
+so their clients (`tritonclient`, the KServe SDK) and tooling work with this service unchanged.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live | /v2/health/ready    server liveness / readiness
+    GET  /v2/models/{name}[/versions/{version}]          model metadata
+    GET  /v2/models/{name}[/versions/{version}]/ready    model readiness
+    POST /v2/models/{name}[/versions/{version}]/infer    inference
+
+Served straight from ASGI like /predict (`app.lane`), with the same auth, content type,
+body size and time limits, and on the same data plane: a V2 request is read into the rows a
+/predict body becomes (`app.v2_tensors`), validated by the same schema, predicted by the same
+batcher. The name is the served model's (registered, or the run's model name); another name,
+or a version other than the one served, is 404. Errors are the protocol's `{"error": "..."}`
+with the service's messages; invalid input is 400 here (the protocol's and Triton's and
+KServe's status for a bad request), 422 on /predict. The probes and server metadata are open
+like /healthz; the model routes need the API key when /predict does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from app.auth import Guard, authorize
+from app.dataplane import DataPlane
+from app.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    Rendered,
+    UnsupportedMediaType,
+    render,
+)
+from app.lane import Route, check_content_type, request_id_of, respond, within_limits
+from app.settings import Settings
+from app.slot import ServedModel
+from app.v2_tensors import (
+    BINARY_UNSUPPORTED,
+    PREDICT,
+    OutputSpec,
+    TensorReader,
+    encode_outputs,
+    input_metadata,
+    output_specs,
+)
+
+logger = logging.getLogger(__name__)
+
+V2_TREE = "/v2/*"
+"""The lane's paths: /v2 and everything beneath it (see `app.main.Lanes`)."""
+SERVER_NAME = "model-serving"
+_BINARY_HEADER = "inference-header-content-length"
+_WANTED = {
+    n.encode(): n for n in ("authorization", "content-type", "content-length", _BINARY_HEADER)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    kind: str
+    method: str
+    guarded: bool
+    route: Route
+
+
+def _endpoints() -> dict[tuple[str, bool], Endpoint]:
+    """By (kind, whether the path names a version)."""
+    model = "/v2/models/{name}"
+    versioned = model + "/versions/{version}"
+    table = {
+        ("server", False): ("GET", False, "/v2"),
+        ("live", False): ("GET", False, "/v2/health/live"),
+        ("ready", False): ("GET", False, "/v2/health/ready"),
+    }
+    for base, has_version in ((model, False), (versioned, True)):
+        table[("model", has_version)] = ("GET", True, base)
+        table[("model_ready", has_version)] = ("GET", True, base + "/ready")
+        table[("infer", has_version)] = ("POST", True, base + "/infer")
+    return {
+        key: Endpoint(key[0], method, guarded, Route(path))
+        for key, (method, guarded, path) in table.items()
+    }
+
+
+ENDPOINTS = _endpoints()
+_MODEL_TAILS = {(): "model", ("ready",): "model_ready", ("infer",): "infer"}
+
+
+def match(segments: list[str]) -> tuple[str, str | None, str | None] | None:
+    """(endpoint kind, model name, version) for a /v2 path's segments, or None."""
+    parts = segments[2:]  # "/v2/models/m/infer" -> ["models", "m", "infer"]
+    if not parts:
+        return "server", None, None
+    if parts == ["health", "live"] or parts == ["health", "ready"]:
+        return parts[1], None, None
+    if len(parts) < 2 or parts[0] != "models" or not parts[1]:
+        return None
+    name, rest, version = parts[1], parts[2:], None
+    if rest[:1] == ["versions"] and len(rest) >= 2 and rest[1]:
+        version, rest = rest[1], rest[2:]
+    kind = _MODEL_TAILS.get(tuple(rest))
+    return None if kind is None else (kind, name, version)
+
+
+def segments(scope: Scope) -> list[str]:
+    """The path's segments, each percent-decoded on its own (a name may hold an encoded '/')."""
+    raw = scope.get("raw_path")
+    if not raw or b"%" not in raw:
+        return str(scope["path"]).split("/")
+    return [unquote(part) for part in raw.decode("latin-1").split("/")]
+
+
+def _encode(status: int, code: str, message: str, details: list[dict[str, Any]] | None) -> bytes:
+    try:
+        return orjson.dumps({"error": message})
+    except TypeError:  # e.g. a lone surrogate that slipped into a message
+        return b'{"error":"invalid request"}'
+
+
+def render_v2(exc: BaseException) -> Rendered:
+    """An error in the protocol's shape; invalid input is 400 (the protocol's bad request)."""
+    status, body, headers = render(exc, _encode)
+    return (400 if status == InvalidInput.status else status), body, headers
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTensors:
+    """A served model as the protocol describes it (computed once per model)."""
+
+    name: str
+    version: str | None
+    outputs: tuple[OutputSpec, ...]
+    metadata_json: bytes
+    ready_json: bytes
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.outputs) or (PREDICT,)
+
+    def check(self, name: str | None, version: str | None) -> None:
+        """404 unless the path names this model (and its version, if it names one)."""
+        if name != self.name:
+            raise NotFound(f"unknown model: this service serves model '{self.name}'")
+        if version is not None and version != self.version:
+            served = (
+                f"version {self.version}"
+                if self.version
+                else "a model without a registered version (from a run)"
+            )
+            raise NotFound(f"unknown version of model '{self.name}': this service serves {served}")
+
+    @classmethod
+    def of(cls, served: ServedModel) -> ModelTensors:
+        predictor = served.predictor
+        identity = predictor.identity
+        info = predictor.describe()
+        signature = info.get("signature") or {}
+        outputs = output_specs(signature.get("outputs"))
+        doc: dict[str, Any] = {"name": identity.name}
+        if identity.version:
+            doc["versions"] = [identity.version]
+        doc["platform"] = f"mlflow_{info.get('flavor') or 'python_function'}"
+        doc["inputs"] = input_metadata(predictor.schema)
+        doc["outputs"] = [
+            {"name": s.name, "datatype": s.datatype, "shape": s.shape}
+            for s in outputs
+            if s.datatype  # else the values decide, at each answer
+        ]
+        return cls(
+            identity.name,
+            identity.version,
+            outputs,
+            orjson.dumps(doc),
+            orjson.dumps({"name": identity.name, "ready": True}),
+        )
+
+
+def _server_json() -> bytes:
+    try:
+        version = metadata.version(SERVER_NAME)
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return orjson.dumps({"name": SERVER_NAME, "version": version, "extensions": []})
+
+
+class V2Lane:
+    """Serves /v2 and every path beneath it with one app's data plane."""
+
+    def __init__(self, plane: DataPlane, settings: Settings) -> None:
+        self.plane = plane
+        self.settings = settings
+        self.server_json = _server_json()
+        self._described: tuple[ServedModel, ModelTensors] | None = None
+
+    def model(self, name: str | None, version: str | None) -> tuple[ServedModel, ModelTensors]:
+        """The serving model, if the path names it (else 404; 503 while none is loaded)."""
+        served = self.plane.slot.serving()
+        tensors = self.describe(served)
+        tensors.check(name, version)
+        return served, tensors
+
+    def describe(self, served: ServedModel) -> ModelTensors:
+        described = self._described
+        if described is not None and described[0] is served:
+            return described[1]
+        tensors = ModelTensors.of(served)
+        self._described = (served, tensors)
+        return tensors
+
+    async def answer(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        name: str | None,
+        version: str | None,
+        headers: dict[str, str],
+        receive: Receive,
+        request_id: str,
+    ) -> bytes:
+        if method != endpoint.method:
+            raise MethodNotAllowed(endpoint.method)
+        if endpoint.guarded:
+            authorize(self.settings, Guard.CLIENT, headers.get("authorization"))
+        kind = endpoint.kind
+        if kind == "infer":
+            return await self.infer(name, version, headers, receive, request_id)
+        if kind == "live":
+            return b'{"live":true}'
+        if kind == "ready":
+            self.plane.slot.serving()  # 503 until a model is loaded
+            return b'{"ready":true}'
+        if kind == "server":
+            return self.server_json
+        _, tensors = self.model(name, version)
+        return tensors.metadata_json if kind == "model" else tensors.ready_json
+
+    async def infer(
+        self,
+        name: str | None,
+        version: str | None,
+        headers: dict[str, str],
+        receive: Receive,
+        request_id: str,
+    ) -> bytes:
+        served, tensors = self.model(name, version)
+        if _BINARY_HEADER in headers:
+            raise UnsupportedMediaType(
+                BINARY_UNSUPPORTED, [{"loc": ["header", _BINARY_HEADER], "msg": "not supported"}]
+            )
+        check_content_type(headers.get("content-type"))
+        reader = TensorReader(served.predictor.schema, tensors.output_names)
+        read = reader.read
+
+        async def predict(body: bytes) -> tuple[ServedModel, list[Any]]:
+            return await self.plane.infer(body, read, request_id)
+
+        try:
+            answering, predictions = await within_limits(
+                self.settings, receive, headers.get("content-length"), predict
+            )
+        except InvalidInput as exc:
+            raise reader.relocate(exc) from None
+        if answering is not served:  # another model was swapped in meanwhile
+            tensors = self.describe(answering)
+            tensors.check(name, version)
+        doc: dict[str, Any] = {"model_name": tensors.name}
+        if tensors.version:
+            doc["model_version"] = tensors.version
+        if reader.id is not None:
+            doc["id"] = reader.id
+        doc["outputs"] = encode_outputs(predictions, tensors.outputs, reader.requested)
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = match(segments(scope))
+        if found is None:
+            await respond(send, _not_found(), render_v2)
+            return
+        kind, name, version = found
+        endpoint = ENDPOINTS[(kind, version is not None)]
+        scope["route"] = endpoint.route
+        headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+        answer = self.answer(
+            endpoint, scope["method"], name, version, headers, receive, request_id_of(scope)
+        )
+        await respond(send, answer, render_v2)
+
+
+async def _not_found() -> bytes:
+    raise NotFound(
+        "not found: the V2 endpoints are /v2, /v2/health/{live,ready} and "
+        "/v2/models/{name}[/versions/{version}][/ready|/infer]"
+    )
