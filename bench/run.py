@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
                                   [--only api,mlflow,floor] [--cases a,b,c]
-                                  [--mlflow-workers N] [--format split|records]
+                                  [--mlflow-workers N] [--format split|records] [--log]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -19,6 +19,9 @@ In one run it
 5. prints req/s, rows/s, p50, p99 and errors per case and server, the API's ratios to
    mlflow and to the floor, the machine, and issue 4's targets with PASS/FAIL, and writes it
    all to bench/results/<timestamp>.json.
+
+With --log, case (b) also drives "api+log": the API with its prediction log on (issue 11), in
+a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
 
 Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
 on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
@@ -59,10 +62,12 @@ MODEL_URI = "models:/sk_model@champion"
 NOISY_CORES = 0.2  # CPU used by processes not ours during a run, above which we warn
 
 sys.path.insert(0, str(ROOT))
+import logcost  # noqa: E402  (bench/, this script's folder)
+
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
-SERVERS = ("api", "mlflow", "floor")
+SERVERS = ("api", logcost.SERVER, "mlflow", "floor")
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,11 @@ def app_supports_workers() -> bool:
 
 
 def start_servers(
-    stack: contextlib.ExitStack, which: list[str], workers: int, mlflow_workers: int | None
+    stack: contextlib.ExitStack,
+    which: list[str],
+    workers: int,
+    mlflow_workers: int | None,
+    log_url: str | None = None,
 ) -> tuple[dict[str, tuple[Server, str]], dict[str, Any]]:
     """Start the servers; return {name: (server, predict url)} and what was started how."""
     env = store_env()
@@ -202,11 +211,14 @@ def start_servers(
         setup[name] = {"command": args, "port": port}
         log(f"started {name}: {' '.join(args)}")
 
+    api = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
+    if api_workers > 1:
+        api += ["--workers", str(api_workers)]
     if "api" in which:
-        args = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
-        if api_workers > 1:
-            args += ["--workers", str(api_workers)]
-        start("api", args, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
+        start("api", api, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
+    if logcost.SERVER in which and log_url is not None:
+        extra = {"MODEL_URI": MODEL_URI, "PREDICTION_LOG_URL": log_url}
+        start(logcost.SERVER, api, extra, "/predict", "/readyz")
     if "mlflow" in which:
         mlflow = str(Path(sys.executable).with_name("mlflow"))
         args = [mlflow, "models", "serve", "-m", MODEL_URI, "--env-manager", "local"]
@@ -295,6 +307,16 @@ def check_predictions(
             f"{label} payload: {', '.join(sorted(urls))} agree"
             f" ({len(rows)} rows, classes {classes})"
         )
+
+
+def check_log_side(urls: dict[str, str], payloads: dict[str, list[list[float]]], fmt: str) -> None:
+    """The API with its prediction log answers what the API answers."""
+    for label, rows in payloads.items():
+        _, want = post(urls["api"], body(rows, fmt))
+        status, got = post(urls[logcost.SERVER], body(rows, fmt))
+        if status != 200 or got["predictions"] != want["predictions"]:
+            raise BenchError(f"{logcost.SERVER} answers the {label} payload differently ({status})")
+    log(f"{logcost.SERVER} answers as api does")
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -544,6 +566,8 @@ def report(doc: dict[str, Any]) -> str:
     for label, passed, detail in doc["targets"]:
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         lines.append(f"  {verdict}  {label:<36} {detail}")
+    if doc["options"].get("log"):
+        lines += ["", *logcost.report_lines(doc["cases"])]
     return "\n".join(lines)
 
 
@@ -568,11 +592,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--format", choices=("split", "records"), default="split",
         help="body: dataframe_split or dataframe_records, the same for every server (split)",
     )  # fmt: skip
+    parser.add_argument(
+        "--log", action="store_true",
+        help="case (b) also against the API with its prediction log on (issue 11), in a fresh"
+        " PostgreSQL database (BENCH_POSTGRES_URL's server) dropped afterwards",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    args.only = [s for s in SERVERS if s in {x.strip() for x in args.only.split(",")}]
+    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER}
+    if args.log:
+        only.add(logcost.SERVER)
+    args.only = [s for s in SERVERS if s in only]
     args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     if not args.only or not args.cases:
         parser.error("--only and --cases must name at least one server and one case")
+    if args.log and ("api" not in args.only or logcost.CASE not in args.cases):
+        parser.error(f"--log compares with the API in case ({logcost.CASE}): keep both")
     if args.duration < 1 or args.warmup < 0 or args.workers < 1:
         parser.error("--duration >= 1, --warmup >= 0 and --workers >= 1")
     return args
@@ -597,10 +631,18 @@ def run(args: argparse.Namespace) -> int:
         },
         "cases": {},
     }
+    doc["options"]["log"] = args.log
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        servers, doc["setup"] = start_servers(stack, args.only, args.workers, args.mlflow_workers)
+        log_db = stack.enter_context(logcost.log_database()) if args.log else None
+        servers, doc["setup"] = start_servers(
+            stack, args.only, args.workers, args.mlflow_workers, log_db.url if log_db else None
+        )
         urls = {name: url for name, (_, url) in servers.items()}
-        check_predictions(urls, payloads, args.format)
+        check_predictions(
+            {k: v for k, v in urls.items() if k != logcost.SERVER}, payloads, args.format
+        )
+        if log_db:
+            check_log_side(urls, payloads, args.format)
         files = {}
         for label, rows in payloads.items():
             files[label] = Path(tmp) / f"{label}.json"
@@ -610,12 +652,21 @@ def run(args: argparse.Namespace) -> int:
             body_file = files["1-row" if case.rows == 1 else "1000-row"]
             measured: dict[str, Any] = {}
             for server in args.only:
+                if server == logcost.SERVER and name != logcost.CASE:
+                    continue
                 proc = servers[server][0].proc
                 if args.warmup > 0:
                     wrk(wrk_binary, urls[server], body_file, case, args.warmup)
+                if server == logcost.SERVER and log_db:
+                    before = logcost.baseline(urls[server], log_db)
                 result = measure(wrk_binary, urls[server], body_file, case, args.duration, proc.pid)
                 if proc.poll() is not None:
                     raise BenchError(f"{server} exited ({proc.returncode}) during case ({name})")
+                if server == logcost.SERVER and log_db:
+                    result["log"] = logcost.tally(
+                        servers[server][0], urls[server], log_db, before, result, case.rows,
+                        case.connections,
+                    )  # fmt: skip
                 measured[server] = result
                 log(
                     f"({name}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
@@ -629,11 +680,13 @@ def run(args: argparse.Namespace) -> int:
                 "ratios": ratios(measured),
             }
     doc["targets"] = targets({c: v["servers"] for c, v in doc["cases"].items()})
+    doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(report(doc))
     print(f"\nresults: {out.relative_to(ROOT)}")
-    return 1 if any(passed is False for _, passed, _ in doc["targets"]) else 0
+    verdicts = [passed for _, passed, _ in doc["targets"] + doc["log_targets"]]
+    return 1 if any(passed is False for passed in verdicts) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
