@@ -4,11 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from app.auth import Guard, protect
 from app.contract import ERRORS
-from app.errors import InvalidInput, NotFound, NotReady
+from app.errors import InvalidInput, NotFound, NotReady, summarize
 from app.recorder import Recorder
 from app.routes.deps import json_response
 
@@ -31,15 +31,35 @@ class FeedbackResult(BaseModel):
     stored: bool = Field(description="Whether the labels were stored beside the prediction log.")
 
 
+def _route() -> dict[str, Any]:
+    """The route's guard, and its body documented (read by the handler itself, so that a body
+    that is not JSON answers 422 in the one shape, as /predict does, not FastAPI's 400)."""
+    route = protect(Guard.CLIENT)
+    route["openapi_extra"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": Feedback.model_json_schema()}},
+    }
+    return route
+
+
+async def _read(request: Request) -> Feedback:
+    try:
+        return Feedback.model_validate_json(await request.body())
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise InvalidInput(summarize(details), details) from None
+
+
 @router.post(
     "/feedback",
     response_model=FeedbackResult,
     responses={k: ERRORS[k] for k in (401, 403, 404, 422, 503)},
-    **protect(Guard.CLIENT),
+    **_route(),
 )
-async def feedback(body: Feedback, request: Request) -> Response:
+async def feedback(request: Request) -> Response:
     """Score the predictions of an earlier request against their true labels; with the
     prediction log on, the labels are stored beside it (table prediction_feedback)."""
+    body = await _read(request)
     recorder: Recorder = request.app.state.recorder
     await recorder.sync()
     known = recorder.accuracy.predictions(body.request_id)

@@ -138,6 +138,10 @@ def test_feedback_scores_live_accuracy_and_is_stored_beside_the_log(
         assert 'live_accuracy_rows{model="sk_model",version="1"} 50.0' in text
         unknown = client.post("/feedback", json={"request_id": "never-seen", "labels": [1]})
         assert unknown.status_code == 404
+        garbled = client.post(
+            "/feedback", content=b"\xff{", headers={"content-type": "application/json"}
+        )
+        assert garbled.status_code == 422 and garbled.json()["error"]["code"] == "invalid_input"
         short = client.post("/feedback", json={"request_id": rid, "labels": [1, 2]})
         assert short.status_code == 422 and "expected 50 labels" in short.text
         wait_rows(database, 50)

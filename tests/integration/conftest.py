@@ -84,9 +84,11 @@ def data_url(make_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def base_endpoints(s3_url: str, data_url: str) -> Endpoints:
-    """Endpoints before any tracking server exists (create-bucket and seed-db need none)."""
-    return Endpoints(s3=s3_url, tracking="http://unused.invalid", databases={"iris": data_url})
+def base_endpoints(s3_url: str, data_url: str, make_database: Callable[[], str]) -> Endpoints:
+    """Endpoints before any tracking server exists (create-bucket and seed-db need none);
+    `predictions` stands for compose's prediction-log database."""
+    databases = {"iris": data_url, "predictions": make_database()}
+    return Endpoints(s3=s3_url, tracking="http://unused.invalid", databases=databases)
 
 
 @pytest.fixture(scope="module")

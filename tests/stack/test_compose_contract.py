@@ -36,7 +36,7 @@ CHAIN = {
     "mlflow-server": {"postgres": HEALTHY, "create-bucket": DONE},
     "seed-db": {"postgres": HEALTHY},
     "trainer": {"seed-db": DONE, "create-bucket": DONE, "mlflow-server": HEALTHY},
-    "api": {"trainer": DONE, "mlflow-server": HEALTHY, "minio": HEALTHY},
+    "api": {"trainer": DONE, "mlflow-server": HEALTHY, "minio": HEALTHY, "postgres": HEALTHY},
     "prometheus": {},
     "grafana": {"prometheus": HEALTHY},
 }
@@ -353,9 +353,9 @@ def created_databases(postgres: dict[str, Any]) -> set[str]:
 def test_every_database_url_names_a_database_postgres_creates(services: dict[str, Any]) -> None:
     postgres = compose.environment(services["postgres"])
     created = created_databases(services["postgres"])
-    assert created == {"mlflow", "iris"}
+    assert created == {"mlflow", "iris", "predictions"}
     urls = list(postgres_urls(services))
-    assert {name for name, _ in urls} == {"mlflow-server", "seed-db", "trainer"}
+    assert {name for name, _ in urls} == {"mlflow-server", "seed-db", "trainer", "api"}
     for name, url in urls:
         parts = urlsplit(url)
         assert (parts.hostname, parts.port) == ("postgres", 5432), f"{name}: {url}"

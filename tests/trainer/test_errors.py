@@ -102,7 +102,9 @@ def test_the_real_cli_fails_with_one_clear_line(results: Results, name: str) -> 
     result, elapsed, folder = results[name]
     _, _, message, started = SUBPROCESS[name]
     assert_one_error_line(result, message)
-    assert elapsed < 30, f"{name} took {elapsed:.1f}s to fail"
+    # All cases run at once on a 2-core machine (each process imports MLflow); the bound is
+    # against MLflow's own retries, which go on for minutes, not a speed figure.
+    assert elapsed < 60, f"{name} took {elapsed:.1f}s to fail"
     if started:
         [run] = runs(folder)
         assert run.info.status == "FAILED"
