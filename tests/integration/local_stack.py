@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,10 @@ class Endpoints:
     ) -> dict[str, str]:
         """The service's compose environment, localized, over a clean copy of this process's."""
         service_env = {k: self.localize(v) for k, v in compose.environment(service).items()}
+        if "MODEL_CACHE_DIR" in service_env:
+            # compose's volume path, here a folder of this run's own: a cache on the host's
+            # /var/cache would outlive the test and serve one test's model to the next.
+            service_env["MODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="model-cache-")
         service_env.update(extra or {})
         drop = [name for name in python_env() if FOREIGN.match(name)]
         if without_s3_credentials:
