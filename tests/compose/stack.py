@@ -184,9 +184,8 @@ class Stack:
         return f"http://127.0.0.1:{self.settings[port_setting]}"
 
     def file(self) -> dict[str, Any]:
-        """The copy's compose file, interpolated as compose does for this project."""
-        variables = {**self.settings, "COMPOSE_PROJECT_NAME": self.project}
-        return compose.load(self.dir / "docker-compose.yaml", variables)
+        """The copy's compose file, interpolated with the copy's .env."""
+        return compose.load(self.dir / "docker-compose.yaml", self.settings)
 
     def started_services(self) -> set[str]:
         """What `docker compose up` starts: every service outside a profile."""
@@ -287,15 +286,9 @@ class Stack:
         return bool(labels and labels.get(STANDIN_LABEL))
 
     def down(self) -> None:
-        """`docker compose down -v` of this project, whatever state it is in; then its own
-        images (tagged with the project's name), not the base images."""
+        """`docker compose down -v` of this project, whatever state it is in."""
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
         self.events.stop()
-        built = {s["image"] for s in self.file()["services"].values() if "build" in s}
-        assert all(image.startswith(f"{self.project}/") for image in built), built
-        subprocess.run(
-            ["docker", "image", "rm", *sorted(built)], capture_output=True, timeout=120, check=False
-        )
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:

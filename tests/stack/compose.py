@@ -16,8 +16,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
-# Variables compose itself provides for interpolation (the project's name, from -p or `name:`).
-PROVIDED = {"COMPOSE_PROJECT_NAME"}
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR; $$ is a literal $.
 _VARIABLE = re.compile(
