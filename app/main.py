@@ -134,7 +134,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.spawn(loader.run(), "model-loader")
-        slot.spawn(recorder.run(), "recorder")
+        recorder.start()
         if log is not None:
             log.start()
         hangup = _reload_on_hangup(slot)

@@ -72,6 +72,7 @@ class Recorder:
         self._pending_rows = 0
         self._limit = settings.prediction_log_queue_rows
         self._model_fields: dict[int, str] = {}
+        self._task: asyncio.Task[None] | None = None
 
     def record(
         self,
@@ -89,6 +90,9 @@ class Recorder:
             Observation(time.time(), request_id, served, data, predictions, seconds)
         )
         self._pending_rows += rows
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="recorder")
 
     async def run(self) -> None:
         next_drift = time.monotonic() + self.settings.drift_interval
@@ -113,7 +117,12 @@ class Recorder:
                 self.log.wake()
 
     async def flush(self) -> None:
-        """Shutdown: hand over and write what was recorded, within the flush deadline."""
+        """Shutdown: hand over and write what was recorded, within the flush deadline. The
+        background task stops first: a batch it has taken is handed over before it ends."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         await self._drain()
         if self.log is not None:
             await self.log.flush(self.settings.prediction_log_flush_seconds)
