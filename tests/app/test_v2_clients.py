@@ -17,9 +17,9 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from tritonclient.utils import InferenceServerException
 
 from tests.app.conftest import TrainedModel
+from tests.iris import FEATURES
 from tests.servers import free_port, python_env, running
 
-NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 API_KEY = "v2-clients-test-key-0123456789"
 
 
@@ -47,11 +47,11 @@ def service(trained: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> 
 def rows(iris_records: list[dict[str, float]]) -> np.ndarray:
     """Rows of all three classes, in an order that is not the data set's."""
     records = iris_records[::-1][::3]
-    return np.array([[r[n] for n in NAMES] for r in records], dtype=np.float64)
+    return np.array([[r[n] for n in FEATURES] for r in records], dtype=np.float64)
 
 
 def _expected(reference: Any, rows: np.ndarray) -> list[Any]:
-    expected = reference([dict(zip(NAMES, map(float, r), strict=True)) for r in rows])
+    expected = reference([dict(zip(FEATURES, map(float, r), strict=True)) for r in rows])
     assert len(set(expected)) == 3  # every class: the order of the answers is checked
     return list(expected)
 
@@ -79,7 +79,7 @@ def test_tritonclient_reads_the_model_metadata(client: triton.InferenceServerCli
     metadata = client.get_model_metadata("sk_model", headers=auth())
     assert metadata["name"] == "sk_model"
     assert metadata["versions"] == ["1"]
-    assert metadata["inputs"] == [{"name": n, "datatype": "FP64", "shape": [-1]} for n in NAMES]
+    assert metadata["inputs"] == [{"name": n, "datatype": "FP64", "shape": [-1]} for n in FEATURES]
     assert metadata["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]
     server = client.get_server_metadata()
     assert server["name"] == "model-serving"
@@ -91,7 +91,7 @@ def test_tritonclient_infers_one_tensor_per_input(
 ) -> None:
     dtype = np.float64 if datatype == "FP64" else np.float32
     inputs = []
-    for i, name in enumerate(NAMES):
+    for i, name in enumerate(FEATURES):
         tensor = triton.InferInput(name, [len(rows)], datatype)
         tensor.set_data_from_numpy(rows[:, i].astype(dtype), binary_data=False)
         inputs.append(tensor)
@@ -148,7 +148,7 @@ def test_kserve_sdk_rest_client_gets_pyfunc_s_predictions(
             ready = await client.is_server_ready(base)
             model_ready = await client.is_model_ready(base, "sk_model", headers=auth())
             inputs = []
-            for i, name in enumerate(NAMES):
+            for i, name in enumerate(FEATURES):
                 tensor = InferInput(name, [len(rows)], "FP32")
                 tensor.set_data_from_numpy(rows[:, i].astype(np.float32), binary_data=False)
                 inputs.append(tensor)

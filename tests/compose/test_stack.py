@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from tests.compose.stack import Stack, readme_blocks, wait_for
+from tests.iris import IRIS_EXAMPLE  # class 2
 from tests.stack import compose
 
 pytestmark = pytest.mark.compose
 
 SECTION = "The full stack (Docker Compose)"
-IRIS_CLASS_2 = {"sepal_length": 6.7, "sepal_width": 3.3, "petal_length": 5.7, "petal_width": 2.1}
 EXPERIMENT = "new-exp"
 UP_FROM_NOTHING_S = 1800  # image builds included (pip inside the builds)
 UP_S = 600
@@ -54,7 +54,7 @@ def admin_headers(stack: Stack) -> dict[str, str]:
 
 def predict(stack: Stack) -> dict[str, Any]:
     with api(stack) as client:
-        answer = client.post("/predict", json=IRIS_CLASS_2)
+        answer = client.post("/predict", json=IRIS_EXAMPLE)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     assert body["predictions"] == [2]
@@ -105,7 +105,7 @@ class Poller(threading.Thread):
         with httpx.Client(timeout=30) as client:
             while not self.done.is_set():
                 try:
-                    answer = client.post(self.url, json=IRIS_CLASS_2)
+                    answer = client.post(self.url, json=IRIS_EXAMPLE)
                     body = answer.json()
                     ok = answer.status_code == 200 and body["predictions"] == [2]
                     seen = body["model"]["version"] if ok else answer.text[:300]
