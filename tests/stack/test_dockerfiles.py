@@ -135,13 +135,15 @@ def test_api_image_installs_the_base_dependencies_and_trainer_image_the_extra() 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = [re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0] for dep in project["dependencies"]]
     assert "mlflow-skinny" in base
-    # No MLflow server or SQL-store dependencies in the API image.
-    assert not {"mlflow", "psycopg2-binary", "psycopg2", "sqlalchemy", "alembic"} & set(base)
+    # No MLflow server or SQL-store dependencies in the API image; only the Postgres driver,
+    # which the prediction log writes with.
+    assert not {"mlflow", "sqlalchemy", "alembic"} & set(base)
+    assert "psycopg2-binary" in base
     extra = [
         re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0]
         for d in project["optional-dependencies"]["trainer"]
     ]
-    assert {"mlflow", "psycopg2-binary"} <= set(extra)
+    assert "mlflow" in extra
 
 
 def test_compose_builds_targets_that_exist() -> None:
