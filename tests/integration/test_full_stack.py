@@ -287,7 +287,7 @@ def test_api_healthcheck_fails_until_the_model_is_loaded(
 ) -> None:
     service = services["api"]
     closed = free_port()  # nothing listens: the API keeps retrying, alive but not ready
-    endpoints = Endpoints(base_endpoints.s3, f"http://127.0.0.1:{closed}", {})
+    endpoints = Endpoints(base_endpoints.s3, f"http://127.0.0.1:{closed}", base_endpoints.databases)
     port = free_port()
     argv = localize_argv(compose.command(service), port=port)
     with running(argv, endpoints.env(service), workdir / "api-unready.log", cwd=workdir) as server:
