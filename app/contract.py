@@ -61,10 +61,20 @@ class Readiness(BaseModel):
     model: dict[str, Any] | None = None
 
 
+class WorkerReload(BaseModel):
+    pid: int = Field(description="The worker's process id.")
+    status: str = Field(description="reloaded, unchanged, or failed.")
+    model: dict[str, Any] | None = Field(default=None, description="The model it now serves.")
+    error: str | None = Field(default=None, description="Why it failed (it keeps its model).")
+
+
 class ReloadResult(BaseModel):
     status: str = Field(description="reloaded, or unchanged (same version; use force=true).")
     model: dict[str, Any] = Field(description="The model now serving.")
     previous: dict[str, Any] | None = Field(description="The model it replaced, if reloaded.")
+    workers: list[WorkerReload] | None = Field(
+        default=None, description="With several workers: each one's result (this one's first)."
+    )
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -28,6 +28,7 @@ from app.routes import add_routes
 from app.settings import Settings, get_settings
 from app.slot import ModelSlot, PredictorFactory
 from app.v2 import V2_TREE, V2Lane
+from app.workers import answer_requests, mark_reloadable, reload_worker
 
 logger = logging.getLogger(__name__)
 Lanes = dict[str, ASGIApp]
@@ -82,14 +83,12 @@ def create_app(
     tracking_uri: str | None = None,
     predictor_factory: PredictorFactory | None = None,
     on_fatal: Callable[[], None] | None = None,
-    on_reloaded: Callable[[], None] | None = None,
 ) -> FastAPI:
     """A new app serving the model `settings` names. Loading starts with the lifespan.
 
     `tracking_uri` overrides MLFLOW_TRACKING_URI (tests); `predictor_factory` swaps the MLflow
     loader for another `Predictor` (tests). `on_fatal` is called when the model cannot be
-    loaded within the retry budget (the CLI stops the server and exits non-zero);
-    `on_reloaded` after a reload through the API (a worker has its siblings reload too).
+    loaded within the retry budget (the CLI stops the server and exits non-zero).
     """
     prepare_process()
     settings = settings or get_settings()
@@ -97,7 +96,7 @@ def create_app(
     factory = predictor_factory or (lambda: MlflowPredictor(uri, tracking_uri=tracking_uri))
     metrics = Metrics()
     cache = ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None
-    slot = ModelSlot(settings, factory, metrics, on_reloaded=on_reloaded, cache=cache)
+    slot = ModelSlot(settings, factory, metrics, cache=cache)
     loader = Loader(slot, on_fatal=on_fatal)
     log_url = settings.prediction_log_url
     log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None
@@ -142,6 +141,7 @@ def _lifespan(
             yield
         finally:
             if hangup:
+                mark_reloadable(False)
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
             await recorder.flush()
@@ -153,10 +153,13 @@ def _lifespan(
 
 
 def _reload_on_hangup(slot: ModelSlot) -> bool:
-    """SIGHUP reloads the model (as POST /admin/reload does), where signals can be handled."""
+    """SIGHUP reloads the model (as POST /admin/reload does), where signals can be handled:
+    a sibling worker's pending reload requests if there are any, else this worker's model."""
     loop = asyncio.get_running_loop()
 
     async def reload() -> None:
+        if await answer_requests(lambda force: reload_worker(slot, force)):
+            return
         try:
             result = await slot.reload(notify=False)
         except ServiceError as exc:
@@ -168,4 +171,5 @@ def _reload_on_hangup(slot: ModelSlot) -> bool:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     except (NotImplementedError, RuntimeError, ValueError):
         return False  # not the main thread (e.g. a test client): no signals here
+    mark_reloadable(True)
     return True

@@ -6,8 +6,8 @@
 - With N > 1 workers the supervisor binds the socket, starts N spawned workers that serve on
   it, and points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder so /metrics adds up all workers.
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
-  SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP (or POST /admin/reload
-  in any worker) makes every worker reload.
+  SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP makes every worker
+  reload, and POST /admin/reload in any worker does too (`app.workers`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from app.workers import SHARED_DIR_ENV
 
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = SHARED_DIR_ENV
-SUPERVISOR_ENV = "MODEL_SERVING_SUPERVISOR_PID"
 SHUTDOWN_GRACE = 30
 """Seconds requests in flight get to finish after SIGTERM."""
 
@@ -82,17 +81,10 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    supervisor = os.environ.get(SUPERVISOR_ENV)
-
-    def reloaded() -> None:
-        if supervisor and supervisor.isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(supervisor), signal.SIGHUP)  # the siblings reload too
-
     # SIGHUP means "reload"; until the app installs that handler, and after it removes it,
     # the default action (terminate) must not apply.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    app = create_app(settings, on_fatal=fatal, on_reloaded=reloaded)
+    app = create_app(settings, on_fatal=fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -155,7 +147,6 @@ def _supervise(settings: Settings) -> int:
     # Ignored while the workers start: an ignored signal stays ignored across exec, so a
     # SIGHUP cannot kill a worker before its app has installed the reload handler.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    os.environ[SUPERVISOR_ENV] = str(os.getpid())
     context = multiprocessing.get_context("spawn")
     workers.extend(
         # The settings object itself (pickled): a JSON dump would mask API_KEY as "**********".

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from app.auth import Guard, protect
 from app.contract import ERRORS, ReloadResult
 from app.routes.deps import Slot, json_response
+from app.workers import reload_everywhere
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -24,6 +25,7 @@ async def reload(
 ) -> Response:
     """Load the version the model URI points to now (e.g. a moved alias) and swap it in
     atomically; requests in flight finish on the old model. On failure the old model keeps
-    serving and the answer (502) says why. With several workers, all of them reload."""
-    result: dict[str, Any] = await slot.reload(force=force)
+    serving and the answer (502) says why. With several workers, all of them reload, and the
+    answer lists each worker's result (502 if any failed or did not answer in time)."""
+    result: dict[str, Any] = await reload_everywhere(slot, force)
     return json_response(result)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,64 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
     assert len(pids) == 2, "two worker processes served"
     assert _count(metrics, 'http_requests_total{method="POST",route="/predict",status="200"}') == 40
     assert _count(metrics, "predicted_rows_total") == 120
+
+
+def _admin_reload(port: int, key: str, force: bool) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/admin/reload?force={str(force).lower()}",
+        method="POST",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+
+
+def test_admin_reload_answers_with_every_workers_result(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    port, key = free_port(), "reload-every-worker-key-123"
+    env = python_env(
+        {
+            "MLFLOW_TRACKING_URI": trained.tracking_uri,
+            "MODEL_URI": trained.alias_uri,
+            "API_KEY": key,
+            "REQUEST_TIMEOUT": "3",
+        },
+        drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
+    )
+    args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
+    with running(args, env, tmp_path / "app.log") as server:
+        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        log = server.wait_output("Application startup complete", count=2)
+        pids = sorted(int(p) for p in re.findall(r"Started server process \[(\d+)\]", log))
+        status, body = _admin_reload(port, key, force=True)
+        assert status == 200, body
+        assert body["status"] == "reloaded"
+        assert sorted(w["pid"] for w in body["workers"]) == pids
+        assert {w["status"] for w in body["workers"]} == {"reloaded"}
+        assert all(w["model"]["version"] == body["model"]["version"] for w in body["workers"])
+        server.wait_output("reloaded: ", count=2)  # each worker loaded the model again
+
+        # A worker that cannot answer (stopped) is named, and the others still reloaded.
+        answering = {w["pid"] for w in _admin_reload(port, key, force=False)[1]["workers"]}
+        assert answering == set(pids)
+        silent = pids[0]
+        os.kill(silent, signal.SIGSTOP)
+        try:
+            # Only the other worker can take the connection; it reports its silent sibling.
+            status, body = _admin_reload(port, key, force=True)
+        finally:
+            os.kill(silent, signal.SIGCONT)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(40) == 0, server.output()
+    assert status == 502, body
+    assert body["error"]["message"] == (
+        f"reload failed in 1 of 2 workers: worker {silent}: no answer within 3 s"
+    )
+    assert body["error"]["details"] == [{"loc": ["workers", silent], "msg": "no answer within 3 s"}]
 
 
 def test_workers_that_cannot_load_stop_the_service_with_exit_1(tmp_path: Path) -> None:
