@@ -7,7 +7,9 @@ retried for MODEL_LOAD_TIMEOUT seconds; either way the process then logs one `gi
 line and `on_fatal` stops it. With a cache (MODEL_CACHE_DIR), an unreachable server is not
 waited for: the newest cached copy of the same MODEL_URI serves at once, and the registry is
 tried again in the background (at most REGISTRY_RETRY_MAX seconds apart) until it answers;
-then what the URI names now is swapped in if it is newer.
+then what the URI names now is swapped in if it is newer. When the cache holds a copy, the
+tracking server and registry are first probed with a TCP connect: if that fails, the copy
+serves without MLflow even being imported (see app/snapshot.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Loader:
     def __init__(self, slot: ModelSlot, on_fatal: Callable[[], None] | None = None) -> None:
         self.slot = slot
         self.on_fatal = on_fatal
+        self._cache_tried = False
 
     async def _attempt(self) -> Predictor:
         predictor = self.slot.factory()
@@ -54,19 +57,19 @@ class Loader:
         budget = settings.model_load_timeout
         deadline = time.monotonic() + budget
         attempt = 0
+        if await self._probe_first():
+            await self._follow_registry()
+            return
         while True:
             attempt += 1
             try:
                 predictor = await self._attempt()
             except Exception as exc:
                 error = explain(exc)
-                self.slot.metrics.load_failures.inc()
-                self.slot.last_error = str(error)
-                if error.unreachable:
-                    self.slot.mark_registry(reachable=False)
-                    if attempt == 1 and await self._serve_cached():
-                        await self._follow_registry()
-                        return
+                self._failed(error)
+                if error.unreachable and await self._serve_cached(error):
+                    await self._follow_registry()
+                    return
                 remaining = deadline - time.monotonic()
                 if error.permanent or remaining <= 0:
                     self._give_up(error, attempt, budget)
@@ -86,11 +89,31 @@ class Loader:
         if interval > 0:
             self.slot.spawn(self.slot.poll(interval), "alias-poller")
 
-    async def _serve_cached(self) -> bool:
-        """Serve the newest whole cached copy of the model, if there is one."""
+    def _failed(self, error: LoadError) -> None:
+        self.slot.metrics.load_failures.inc()
+        self.slot.last_error = str(error)
+        if error.unreachable:
+            self.slot.mark_registry(reachable=False)
+
+    async def _probe_first(self) -> bool:
+        """With a cached copy of the model, a tracking server or registry that does not even
+        take a TCP connection is not waited for (nor MLflow imported): the copy serves."""
         cache = self.slot.cache
-        if cache is None:
+        uri = self.slot.settings.resolved_model_uri
+        if cache is None or not await anyio.to_thread.run_sync(cache.holds, uri):
             return False
+        error = await anyio.to_thread.run_sync(self.slot.factory().probe)
+        if error is None:
+            return False
+        self._failed(error)
+        return await self._serve_cached(error)
+
+    async def _serve_cached(self, reason: LoadError) -> bool:
+        """Serve the newest whole cached copy of the model, if there is one (tried once)."""
+        cache = self.slot.cache
+        if cache is None or self._cache_tried:
+            return False
+        self._cache_tried = True
         uri = self.slot.settings.resolved_model_uri
         entry = await anyio.to_thread.run_sync(cache.latest, uri)
         if entry is None:
@@ -106,7 +129,7 @@ class Loader:
         self.slot.install(predictor, source="cache")
         logger.warning(
             "serving %s from the cache (stored %s) while the registry is unreachable: %s",
-            predictor.identity.label, entry.saved_at, self.slot.last_error,
+            predictor.identity.label, entry.saved_at, reason,
         )  # fmt: skip
         return True
 

@@ -1,52 +1,39 @@
 """`MlflowPredictor`: a model loaded from any URI MLflow can load one from.
 
-Loading is four steps: resolve the URI to a fixed version (an alias to its current version),
-download the model's files once, open them (MLmodel, signature compiled into an `InputSchema`,
-the pyfunc, and the fastest predict path whose answers equal the pyfunc's), then read the
-run's metrics and params for /model-info. Predictions use the raw scikit-learn estimator on a
-float64 matrix when that was verified at load, else `mlflow.pyfunc`.
+Loading is four steps: resolve the URI to a fixed version (an alias to its current version)
+and download the model's files once (`app.registry`), open them (MLmodel, signature compiled
+into an `InputSchema`, the pyfunc, and the fastest predict path whose answers equal the
+pyfunc's), then read the run's metrics and params for /model-info. Predictions use the raw
+scikit-learn estimator on a float64 matrix when that was verified at load, else
+`mlflow.pyfunc`. A model from the cache is served from the service's own serving file when it
+can be (`app.snapshot`: no MLflow import), else opened from MLflow's files as above.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import cached_property
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from app.cache import CacheEntry
-from app.errors import InvalidInput, PredictionFailed
+from app.errors import InvalidInput, PredictionFailed, ServiceError
 from app.failures import LoadError, explain
 from app.fastpath import to_list, verified_fast_path
 from app.predictor import ModelIdentity
+from app.registry import Registry, mlflow_stores, uri_name
 from app.schema import InputSchema
-from model_serving import uris
-from model_serving.stores import default_tracking_uri
+from app.snapshot import FAST_PATHS, Snapshot, read
 
 logger = logging.getLogger(__name__)
-
-
-def _uri_name(uri: str) -> str:
-    """A name for a model that has no registered one: the last part of its URI."""
-    tail = uri.removeprefix("models:/").rstrip("/").rsplit("/", 1)[-1]
-    return tail or uri
-
-
-def mlflow_stores(tracking_uri: str | None = None) -> tuple[str, str]:
-    """(tracking URI, registry URI): an explicit store is the registry too; else MLflow's own
-    variables decide, and without them the embedded default."""
-    tracking = tracking_uri or default_tracking_uri()
-    registry = None if tracking_uri else os.environ.get("MLFLOW_REGISTRY_URI")
-    return tracking, registry or tracking
 
 
 class MlflowPredictor:
@@ -55,12 +42,16 @@ class MlflowPredictor:
     def __init__(self, uri: str, tracking_uri: str | None = None) -> None:
         self.uri = uri
         self.tracking_uri, self.registry_uri = mlflow_stores(tracking_uri)
-        self.identity = ModelIdentity(uri=uri, name=_uri_name(uri))
+        self.registry = Registry(uri, self.tracking_uri, self.registry_uri)
+        self.identity = ModelIdentity(uri=uri, name=uri_name(uri))
         self.local_dir: str | None = None
         """The model's files, once loaded."""
         self._owned_dir: str | None = None
         self._ready = False
         self._pyfunc: Any = None
+        self._estimator: Any = None
+        self._inputs: list[dict[str, Any]] = []
+        self._fitted_order: list[str] | None = None
         self._fast: Callable[[np.ndarray], Any] | None = None
         self._is_classifier = False
         self._info: dict[str, Any] = {}
@@ -75,96 +66,28 @@ class MlflowPredictor:
     def is_classifier(self) -> bool:
         return self._is_classifier
 
-    # -- resolving and downloading -------------------------------------------------------
+    def probe(self) -> LoadError | None:
+        """Why the tracking server or registry cannot be reached, without MLflow (or None)."""
+        from app.registry import probe
 
-    @cached_property
-    def client(self) -> Any:
-        """MLflow's client on this predictor's stores, made on first use (for a SQLite store,
-        making it creates the file: a model served from a folder never needs one)."""
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
-
-    def _resolve(self) -> tuple[ModelIdentity, str]:
-        """The identity of the exact version the URI means now, and where its files are.
-
-        models:/ URIs are resolved here, with this predictor's own stores: MLflow 3.17's
-        models:/ artifact repository would read the process-wide registry URI instead."""
-        if m := uris.RUNS.match(self.uri):
-            return self._resolve_run(m["run_id"], m["path"].rstrip("/"))
-        if m := uris.ALIAS.match(self.uri):
-            mv = self.client.get_model_version_by_alias(m["name"], m["alias"])
-            identity = ModelIdentity(self.uri, mv.name, str(mv.version), m["alias"], mv.run_id)
-        elif m := uris.VERSION.match(self.uri):
-            mv = self.client.get_model_version(m["name"], m["version"])
-            identity = ModelIdentity(self.uri, mv.name, str(mv.version), None, mv.run_id)
-        elif self.uri.startswith("models:/"):
-            return self._resolve_pinned_model()
-        else:
-            # A path, file://, s3://, mlflow-artifacts:/ ...: one fixed folder, as given.
-            return ModelIdentity(self.uri, _uri_name(self.uri)), self.uri
-        return identity, self.client.get_model_version_download_uri(mv.name, mv.version)
-
-    def _resolve_run(self, run_id: str, path: str) -> tuple[ModelIdentity, str]:
-        """runs:/<run_id>/<path>: the model logged under that name by the run (MLflow 3), else
-        the run's artifacts at <path> (models logged as run artifacts)."""
-        name = path.rsplit("/", 1)[-1]
-        run = self.client.get_run(run_id)
-        quoted = path.replace("'", "\\'")
-        logged = self.client.search_logged_models(
-            experiment_ids=[run.info.experiment_id],
-            filter_string=f"name = '{quoted}' AND source_run_id = '{run.info.run_id}'",
-        )
-        for model in logged:
-            if model.source_run_id == run_id:
-                identity = ModelIdentity(self.uri, name, None, None, run_id, model.model_id)
-                return identity, model.artifact_location
-        return ModelIdentity(self.uri, name, run_id=run_id), f"{run.info.artifact_uri}/{path}"
-
-    def _resolve_pinned_model(self) -> tuple[ModelIdentity, str]:
-        """models:/<model_id> (a logged model) or models:/<name>/<stage> (deprecated)."""
-        ref = self.uri.removeprefix("models:/").strip("/")
-        if "/" in ref:
-            name, stage = ref.split("/", 1)
-            latest = self.client.get_latest_versions(name, [stage])
-            if not latest:
-                raise LoadError(f"no version of {name} in stage {stage}", permanent=True)
-            mv = latest[0]
-            identity = ModelIdentity(self.uri, mv.name, str(mv.version), None, mv.run_id)
-            return identity, self.client.get_model_version_download_uri(mv.name, mv.version)
-        logged = self.client.get_logged_model(ref)
-        identity = ModelIdentity(self.uri, logged.name, None, None, None, logged.model_id)
-        return identity, logged.artifact_location
+        return probe(self.tracking_uri, self.registry_uri)
 
     def resolve(self) -> ModelIdentity:
         try:
-            return self._resolve()[0]
+            return self.registry.resolve()[0]
         except Exception as exc:
             raise explain(exc, tracking_uri=self.tracking_uri) from exc
-
-    def _download(self, pinned: str) -> str:
-        import mlflow
-
-        self._owned_dir = tempfile.mkdtemp(prefix="model-serving-")
-        return str(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=pinned,
-                dst_path=self._owned_dir,
-                tracking_uri=self.tracking_uri,
-                registry_uri=self.registry_uri,
-            )
-        )
 
     def load(self) -> None:
         start = time.perf_counter()
         try:
-            identity, pinned = self._resolve()
-            local = self._download(pinned)
-            self.open(local, identity)
+            identity, pinned = self.registry.resolve()
+            self._owned_dir = tempfile.mkdtemp(prefix="model-serving-")
+            self.open(self.registry.download(pinned, self._owned_dir), identity)
         except Exception as exc:
             self.close()
             raise explain(exc, tracking_uri=self.tracking_uri) from exc
-        self._info.update(self._run_data())
+        self._info.update(self.registry.run_data(self.identity.run_id))
         self._info["load_seconds"] = round(time.perf_counter() - start, 4)
         logger.info(
             "model loaded: %s (%s) in %.2fs", self.uri, self.identity.label,
@@ -173,22 +96,27 @@ class MlflowPredictor:
 
     def load_cached(self, entry: CacheEntry) -> None:
         start = time.perf_counter()
-        identity = entry.identity
+        stored = entry.identity
+        identity = ModelIdentity(
+            self.uri, stored["name"], stored.get("version"), stored.get("alias"),
+            stored.get("run_id"), stored.get("model_id"),
+        )  # fmt: skip
+        snapshot = read(entry.serving) if entry.serving is not None else None
+        how = "its serving file"
         try:
-            self.open(
-                str(entry.model_dir),
-                ModelIdentity(
-                    self.uri, identity["name"], identity.get("version"), identity.get("alias"),
-                    identity.get("run_id"), identity.get("model_id"),
-                ),
-            )  # fmt: skip
+            if snapshot is None or not self._serve_snapshot(snapshot, identity):
+                how = "MLflow's files"
+                self.open(str(entry.model_dir), identity)
         except Exception as exc:
             self.close()
             raise explain(exc) from exc
         self._info.update({k: entry.info.get(k) for k in ("metrics", "params")})
         self._info["cached_at"] = entry.saved_at
         self._info["load_seconds"] = round(time.perf_counter() - start, 4)
-        logger.info("model loaded from the cache: %s (%s)", self.uri, self.identity.label)
+        logger.info(
+            "model loaded from the cache (%s): %s (%s) in %.2fs", how, self.uri,
+            self.identity.label, self._info["load_seconds"],
+        )  # fmt: skip
 
     # -- opening the files ---------------------------------------------------------------
 
@@ -202,89 +130,95 @@ class MlflowPredictor:
             raise LoadError("the model has no signature: log it with one", permanent=True)
         pyfunc = mlflow.pyfunc.load_model(local)
         estimator = pyfunc.get_raw_model() if "sklearn" in meta.flavors else None
-        fitted_order = getattr(estimator, "feature_names_in_", None)
+        fitted = getattr(estimator, "feature_names_in_", None)
+        self._inputs = meta.signature.inputs.to_dict()
+        self._fitted_order = [str(c) for c in fitted] if fitted is not None else None
         try:
-            schema = InputSchema.from_signature(
-                meta.signature.inputs.to_dict(),
-                [str(c) for c in fitted_order] if fitted_order is not None else None,
-            )
+            schema = InputSchema.from_signature(self._inputs, self._fitted_order)
         except ValueError as exc:
             raise LoadError(f"cannot serve this model: {exc}", permanent=True) from exc
         self.identity = ModelIdentity(
             identity.uri, identity.name, identity.version, identity.alias,
             identity.run_id or meta.run_id, meta.model_id,
         )  # fmt: skip
-        self.schema, self._pyfunc, self.local_dir = schema, pyfunc, local
+        self.schema, self._pyfunc, self._estimator = schema, pyfunc, estimator
+        self.local_dir = local
         self.metadata = dict(meta.metadata or {})
         self._is_classifier = hasattr(estimator, "classes_")
         example = _example(meta, local)
         self._fast, path = None, "pyfunc"
         if schema.numeric and hasattr(estimator, "predict"):
             self._fast, path = verified_fast_path(estimator, pyfunc, schema, example)
-        self._info = self._describe(meta, example, path)
+        self._info = {**self._process_info(), **_model_info(meta, schema, example, path)}
         self._ready = True
 
-    def _describe(self, meta: Any, example: Any, path: str) -> dict[str, Any]:
-        import mlflow
-        import sklearn
+    def _serve_snapshot(self, snapshot: Snapshot, identity: ModelIdentity) -> bool:
+        """Serve the model from the service's own serving file, if its predict path still
+        answers as it did (no MLflow, no skops); False when it cannot."""
+        fast = snapshot.predict_path()
+        if fast is None:
+            logger.warning("cache: the serving file's predict path no longer verifies")
+            return False
+        self._inputs, self._fitted_order = snapshot.inputs, snapshot.fitted_order
+        self.schema = InputSchema.from_signature(self._inputs, self._fitted_order)
+        self.identity = identity
+        self._estimator, self._fast = snapshot.estimator, fast
+        self.metadata = dict(snapshot.metadata)
+        self._is_classifier = hasattr(snapshot.estimator, "classes_")
+        self._info = {**self._process_info(), **snapshot.info}
+        self._ready = True
+        return True
 
+    def _process_info(self) -> dict[str, Any]:
+        """What /model-info shows of this process's model: identity, when, which versions."""
         return {
             **self.identity.as_dict(),
-            "flavor": "sklearn" if "sklearn" in meta.flavors else "python_function",
-            "flavors": sorted(meta.flavors),
-            "signature": {
-                "inputs": self.schema.describe(),
-                "outputs": meta.signature.outputs.to_dict() if meta.signature.outputs else None,
-            },
-            "input_example": example,
             "metrics": None,
             "params": None,
             "loaded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "load_seconds": None,
-            "predict_path": path,
             "versions": {
                 "python": platform.python_version(),
-                "mlflow": mlflow.__version__,
-                "scikit_learn": sklearn.__version__,
+                "mlflow": metadata.version("mlflow-skinny"),
+                "scikit_learn": metadata.version("scikit-learn"),
                 "numpy": np.__version__,
                 "pandas": pd.__version__,
             },
-            "trained_with": {
-                "mlflow": meta.mlflow_version,
-                "scikit_learn": meta.flavors.get("sklearn", {}).get("sklearn_version"),
-            },
         }
 
-    def _run_data(self) -> dict[str, Any]:
-        run_id = self.identity.run_id
-        sqlite = self.tracking_uri.removeprefix("sqlite:///")
-        if not run_id or (sqlite != self.tracking_uri and not os.path.exists(sqlite)):
-            return {}  # no run, or no store to read it from (and none to create)
-        try:
-            data = self.client.get_run(run_id).data
-        except Exception as exc:
-            logger.warning("could not read run %s: %s", run_id, explain(exc))
-            return {}
-        return {"metrics": dict(data.metrics), "params": dict(data.params)}
+    def snapshot(self) -> bytes | None:
+        """The serving file of this model (see app.snapshot), or None when serving it needs
+        mlflow.pyfunc (no verified matrix predict path)."""
+        path = self._info.get("predict_path")
+        example = self._info.get("input_example")
+        if self._fast is None or path not in FAST_PATHS or not example or not self._ready:
+            return None
+        names, order = list(self.schema.names), list(self.schema.array_order)
+        rows = pd.DataFrame.from_records(example, columns=names)[order].to_numpy(np.float64)
+        snapshot = Snapshot(
+            estimator=self._estimator,
+            inputs=self._inputs,
+            fitted_order=self._fitted_order,
+            path=path,
+            rows=rows.tolist(),
+            answers=to_list(self._fast(rows)),
+            info={k: self._info[k] for k in MODEL_INFO_KEYS},
+            metadata=self.metadata,
+        )
+        return snapshot.dumps()
 
     # -- serving -------------------------------------------------------------------------
 
     def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
         """Predict on input `InputSchema.parse()` produced."""
-        from mlflow.exceptions import MlflowException
-
         try:
             if self._fast is not None:
                 if isinstance(data, pd.DataFrame):
                     data = data[list(self.schema.array_order)].to_numpy(dtype=np.float64)
                 return to_list(self._fast(data))
-            if isinstance(data, np.ndarray):
-                data = pd.DataFrame(data, columns=list(self.schema.array_order))
-            return to_list(self._pyfunc.predict(data))
-        except MlflowException as exc:
-            # MLflow's own schema check; its message may quote the input, so it is not sent.
-            message = "the model's schema check rejected the input"
-            raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
+            return self._predict_pyfunc(data)
+        except ServiceError:
+            raise
         except ValueError as exc:
             # Valid by the signature, yet not computable (e.g. 1e308 overflows once scaled);
             # logged by the data plane, in the request's context.
@@ -297,6 +231,18 @@ class MlflowPredictor:
             logger.error("predict failed: %s", type(exc).__name__, exc_info=exc)
             raise PredictionFailed(f"the model failed to predict ({type(exc).__name__})") from exc
 
+    def _predict_pyfunc(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(data, np.ndarray):
+            data = pd.DataFrame(data, columns=list(self.schema.array_order))
+        try:
+            return to_list(self._pyfunc.predict(data))
+        except MlflowException as exc:
+            # MLflow's own schema check; its message may quote the input, so it is not sent.
+            message = "the model's schema check rejected the input"
+            raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
+
     def describe(self) -> dict[str, Any]:
         return dict(self._info)
 
@@ -305,6 +251,29 @@ class MlflowPredictor:
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
+
+
+MODEL_INFO_KEYS = (
+    "flavor", "flavors", "signature", "input_example", "predict_path", "trained_with",
+)  # fmt: skip
+"""What /model-info shows that comes from the model's files (the serving file keeps it)."""
+
+
+def _model_info(meta: Any, schema: InputSchema, example: Any, path: str) -> dict[str, Any]:
+    return {
+        "flavor": "sklearn" if "sklearn" in meta.flavors else "python_function",
+        "flavors": sorted(meta.flavors),
+        "signature": {
+            "inputs": schema.describe(),
+            "outputs": meta.signature.outputs.to_dict() if meta.signature.outputs else None,
+        },
+        "input_example": example,
+        "predict_path": path,
+        "trained_with": {
+            "mlflow": meta.mlflow_version,
+            "scikit_learn": meta.flavors.get("sklearn", {}).get("sklearn_version"),
+        },
+    }
 
 
 def _example(meta: Any, local: str) -> list[dict[str, Any]] | None:

@@ -58,6 +58,10 @@ class Predictor(Protocol):
     def is_classifier(self) -> bool:
         """Whether predictions are class labels (per-class metrics then make sense)."""
 
+    def probe(self) -> LoadError | None:
+        """Why the servers the model comes from cannot be reached at all, found quickly and
+        without loading anything (blocking); None when they can, or are not asked."""
+
     def resolve(self) -> ModelIdentity:
         """What the URI means now (an alias's current version), without loading (blocking)."""
 
@@ -69,6 +73,10 @@ class Predictor(Protocol):
 
     def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
         """Predictions, in order, for input `self.schema.parse()` produced (thread-safe)."""
+
+    def snapshot(self) -> bytes | None:
+        """What the service needs to serve this model again without its library (the cache
+        keeps it beside the model's files), or None."""
 
     def describe(self) -> dict[str, Any]:
         """Everything /model-info shows."""

@@ -162,17 +162,22 @@ class ModelSlot:
         self.metrics.registry_reachable.set(1 if reachable else 0)
 
     async def _store(self, predictor: Predictor) -> None:
-        """Keep the registry-loaded model's files in the cache (a failure only warns)."""
+        """Keep the registry-loaded model's files, and its serving file, in the cache (a
+        failure only warns)."""
         assert self.cache is not None and predictor.local_dir is not None
-        info = predictor.describe()
-        try:
-            await anyio.to_thread.run_sync(
-                self.cache.save,
+        cache, files, info = self.cache, Path(predictor.local_dir), predictor.describe()
+
+        def save() -> None:
+            cache.save(
                 self.settings.resolved_model_uri,
-                Path(predictor.local_dir),
+                files,
                 predictor.identity.as_dict(),
                 {k: info.get(k) for k in ("metrics", "params")},
+                serving=predictor.snapshot(),
             )
+
+        try:
+            await anyio.to_thread.run_sync(save)
         except OSError as exc:
             logger.warning("could not cache the model: %s", exc)
 

@@ -243,7 +243,7 @@ def machine() -> dict[str, Any]:
 
 def run(repeat: int) -> int:
     model = ensure_model()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:

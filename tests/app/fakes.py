@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.cache import CacheEntry
-from app.predictor import ModelIdentity
+from app.predictor import LoadError, ModelIdentity
 from app.schema import Column, InputSchema
 from tests.iris import FEATURES
 
@@ -30,6 +30,9 @@ class FakeModel:
     def ready(self) -> bool:
         return self._ready
 
+    def probe(self) -> LoadError | None:
+        return None
+
     def resolve(self) -> ModelIdentity:
         return self.identity
 
@@ -41,6 +44,9 @@ class FakeModel:
 
     def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
         return [float(row.sum()) for row in np.asarray(data)]
+
+    def snapshot(self) -> bytes | None:
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {**self.identity.as_dict(), "load_seconds": 0.01}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ from app.cache import ModelCache
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import IRIS_EXAMPLE, wait_ready
-from tests.servers import Server, free_port, python_env, run_cli, wait_for
+from tests.servers import ROOT, Server, free_port, python_env, run_cli, wait_for
 
 ALIAS_URI = "models:/sk_model@champion"
 
@@ -62,17 +65,25 @@ def test_an_entry_holds_the_files_and_identity_of_what_was_served(cached: Path) 
     assert (entry["identity"]["name"], entry["identity"]["version"]) == ("sk_model", "1")
     assert {"MLmodel", "model.skops"} <= set(entry["files"])
     assert (entry_file.parent / "model" / "MLmodel").is_file()
+    serving = (entry_file.parent / "serving.pkl").read_bytes()  # the service's own file
+    assert entry["serving"] == [len(serving), hashlib.sha256(serving).hexdigest()]
 
 
 def test_without_the_registry_the_cached_model_serves_at_once(
-    cached: Path, reference: Callable[..., list[Any]]
+    cached: Path, reference: Callable[..., list[Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with _unreachable_app(cached, free_port()) as client:
+    port = free_port()
+    with _unreachable_app(cached, port) as client:
         wait_ready(client, timeout=15)
         ready = client.get("/readyz").json()
         info = client.get("/model-info").json()
         answer = client.post("/predict", json=IRIS_EXAMPLE)
         metrics = client.get("/metrics").text
+    serving = [r.getMessage() for r in caplog.records if "from the cache (stored" in r.getMessage()]
+    assert serving and serving[0].endswith(
+        f"while the registry is unreachable: tracking server http://127.0.0.1:{port}:"
+        " connection refused"
+    )  # the reason, not "None"
     assert (ready["source"], ready["registry"]) == ("cache", "unreachable")
     assert ready["model"]["version"] == "1"
     assert (info["source"], info["version"]) == ("cache", "1")
@@ -82,17 +93,103 @@ def test_without_the_registry_the_cached_model_serves_at_once(
     assert "model_registry_reachable 0.0" in metrics
 
 
+# Run in a fresh interpreter: what a start from the cache imports, and what it then predicts.
+_START_FROM_CACHE = """
+import json, sys
+import numpy as np
+import app.main
+from app.cache import ModelCache
+from app.mlflow_model import MlflowPredictor
+from pathlib import Path
+
+cache, uri, dead, rows = sys.argv[1:5]
+predictor = MlflowPredictor(uri, tracking_uri=dead)
+reason = predictor.probe()
+predictor.load_cached(ModelCache(Path(cache)).latest(uri))
+info = predictor.describe()
+print(json.dumps({
+    "reason": str(reason),
+    "imported": sorted({"mlflow", "skops"} & set(sys.modules)),
+    "path": info["predict_path"],
+    "version": info["version"],
+    "predictions": predictor.predict(np.array(json.loads(rows), dtype=np.float64)),
+}))
+"""
+
+
+def _start_from_cache(cache: Path, rows: list[list[float]]) -> dict[str, Any]:
+    dead = f"http://127.0.0.1:{free_port()}"
+    args = [str(cache), ALIAS_URI, dead, json.dumps(rows)]
+    result = subprocess.run(
+        [sys.executable, "-c", _START_FROM_CACHE, *args],
+        env=python_env(), cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    assert out["reason"] == f"tracking server {dead}: connection refused"
+    return out
+
+
+def test_a_start_from_the_cache_serves_the_serving_file_without_importing_mlflow(
+    cached: Path, reference: Callable[..., list[Any]], iris_records: list[dict[str, float]]
+) -> None:
+    rows = [[r[name] for name in IRIS_EXAMPLE] for r in iris_records]
+    out = _start_from_cache(cached, rows)
+    assert out["imported"] == []  # neither MLflow nor skops: the slow part of a start
+    assert (out["path"], out["version"]) == ("lean", "1")
+    assert out["predictions"] == reference(iris_records)
+
+
+def _rewrite_serving(entry: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change the serving file's record, and its manifest line with it (a whole entry)."""
+    record = pickle.loads((entry / "serving.pkl").read_bytes())
+    change(record)
+    data = pickle.dumps(record)
+    (entry / "serving.pkl").write_bytes(data)
+    manifest = json.loads((entry / "entry.json").read_text())
+    manifest["serving"] = [len(data), hashlib.sha256(data).hexdigest()]
+    (entry / "entry.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r["environment"].update(scikit_learn="0.1"),  # an image with another sklearn
+        lambda r: r.update(answers=[-1 for _ in r["answers"]]),  # answers that no longer hold
+    ],
+    ids=["other-environment", "answers-differ"],
+)
+def test_a_serving_file_that_does_not_hold_here_falls_back_to_mlflows_files(
+    cached: Path,
+    tmp_path: Path,
+    reference: Callable[..., list[Any]],
+    iris_records: list[dict[str, float]],
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cached, copy)
+    (entry_file,) = copy.glob("*/*/entry.json")
+    _rewrite_serving(entry_file.parent, change)
+    rows = [[r[name] for name in IRIS_EXAMPLE] for r in iris_records]
+    out = _start_from_cache(copy, rows)
+    assert "mlflow" in out["imported"]  # opened as a registry load opens it
+    assert out["predictions"] == reference(iris_records)
+
+
+@pytest.mark.parametrize("corrupt", ["model/model.skops", "serving.pkl"])
 def test_a_corrupt_entry_is_never_served(
-    cached: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    cached: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, corrupt: str
 ) -> None:
     broken = tmp_path / "broken"
     import shutil
 
     shutil.copytree(cached, broken)
-    (skops,) = broken.glob("*/*/model/model.skops")
-    data = bytearray(skops.read_bytes())
+    (damaged,) = broken.glob(f"*/*/{corrupt}")
+    data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, other bytes
-    skops.write_bytes(bytes(data))
+    damaged.write_bytes(bytes(data))
     fatal: list[bool] = []
     settings = Settings(model_uri=ALIAS_URI, model_cache_dir=broken, model_load_timeout=1)
     app = create_app(
