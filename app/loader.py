@@ -141,7 +141,7 @@ class Loader:
             attempt += 1
             await asyncio.sleep(min(cap, backoff(attempt, cap)))
             try:
-                result = await self.slot.reload(notify=False)
+                result = await self.slot.reload()
             except ServiceError:
                 continue  # logged; the cached model keeps serving
             logger.info("the registry answers again: %s", result["status"])

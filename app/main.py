@@ -161,7 +161,7 @@ def _reload_on_hangup(slot: ModelSlot) -> bool:
         if await answer_requests(lambda force: reload_worker(slot, force)):
             return
         try:
-            result = await slot.reload(notify=False)
+            result = await slot.reload()
         except ServiceError as exc:
             logger.error("SIGHUP reload: %s", exc.message)
         else:

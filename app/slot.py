@@ -83,7 +83,6 @@ class ModelSlot:
         settings: Settings,
         factory: PredictorFactory,
         metrics: Metrics,
-        on_reloaded: Callable[[], None] | None = None,
         cache: ModelCache | None = None,
     ) -> None:
         self.settings = settings
@@ -93,7 +92,6 @@ class ModelSlot:
         asked (None: not asked yet)."""
         self.metrics = metrics
         self.factory = factory
-        self.on_reloaded = on_reloaded
         self.last_error: str | None = None
         self._active: ServedModel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -203,7 +201,7 @@ class ModelSlot:
         self.metrics.ready.set(0)
         mark_ready(False)
 
-    async def reload(self, *, force: bool = False, notify: bool = True) -> dict[str, Any]:
+    async def reload(self, *, force: bool = False) -> dict[str, Any]:
         """Load what the model URI means now and swap it in; the old model serves meanwhile.
 
         Unchanged (same version and run) unless `force`. On failure the old model keeps
@@ -231,8 +229,6 @@ class ModelSlot:
         logger.info("reloaded: %s -> %s", previous.label, candidate.identity.label)
         if old is not None:
             self.spawn(self.retire(old, self.settings.request_timeout), "retire-model")
-        if notify and self.on_reloaded is not None:
-            self.on_reloaded()
         return {
             "status": "reloaded",
             "model": candidate.identity.as_dict(),
@@ -244,7 +240,7 @@ class ModelSlot:
         while True:
             await asyncio.sleep(interval)
             try:
-                result = await self.reload(notify=False)
+                result = await self.reload()
             except (ReloadFailed, NotReady):
                 continue  # logged and counted; the old model keeps serving
             if result["status"] == "reloaded":

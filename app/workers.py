@@ -174,7 +174,7 @@ async def answer_requests(reload: Reload) -> bool:
 async def reload_worker(slot: ModelSlot, force: bool) -> dict[str, Any]:
     """Reload this worker's model: its result entry, failures included."""
     try:
-        result = await slot.reload(force=force, notify=False)
+        result = await slot.reload(force=force)
     except ServiceError as exc:  # ReloadFailed, or NotReady before the first load
         return result_entry("failed", error=exc.message)
     return result_entry(result["status"], model=result["model"])
@@ -188,7 +188,7 @@ async def reload_everywhere(slot: ModelSlot, force: bool) -> dict[str, Any]:
 
     async def mine(force: bool) -> dict[str, Any]:
         try:
-            own.update(await slot.reload(force=force, notify=False))
+            own.update(await slot.reload(force=force))
         except ServiceError as exc:
             own["error"] = exc
             return result_entry("failed", error=exc.message)
@@ -196,7 +196,7 @@ async def reload_everywhere(slot: ModelSlot, force: bool) -> dict[str, Any]:
 
     entries = await reload_all(mine, force, slot.settings.request_timeout)
     if entries is None:  # one process
-        result: dict[str, Any] = await slot.reload(force=force, notify=False)
+        result: dict[str, Any] = await slot.reload(force=force)
         return result
     failed = [e for e in entries if e["status"] == "failed"]
     if failed:
