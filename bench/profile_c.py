@@ -7,7 +7,7 @@ of one shape, 4 connections, 2 threads), samples it with py-spy (`pip install py
 or with ptrace allowed) and prints the share of the samples in each part: parse (JSON to the
 model's matrix: app.decoders, app.payload, app.schema, parse_json), predict (the model call:
 app.fastpath, scikit-learn, mlflow), HTTP and the rest (uvicorn, the event loop, the lane,
-encoding the answer). Shares are of samples where a thread was running, so they add to 100%.
+encoding the answer). Shares are of the samples where a thread was working (see IDLE).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def main() -> int:
             load.start()
             raw = Path(tmp) / "stacks.txt"
             spied = subprocess.run(
-                [spy, "record", "--pid", str(server.proc.pid), "--duration", str(round(args.seconds)),
-                 "--rate", "250", "--nonblocking", "--format", "raw", "--output", str(raw)],
+                [spy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--nonblocking",
+                 "--duration", str(round(args.seconds)), "--format", "raw", "--output", str(raw)],
                 check=False, capture_output=True, text=True, timeout=args.seconds + 60,
             )  # fmt: skip
             load.join()
