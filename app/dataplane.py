@@ -1,7 +1,8 @@
 """The data plane: a request body in, the answer's bytes out, on the serving model.
 
-Every protocol door hands its body here: it is parsed (orjson; the format read through
-`app.payload.FORMATS`), checked against the model's compiled signature, predicted (batched
+Every protocol door hands its body here: a /predict body is first offered to the model's
+compiled decoder (`app.decoders`), else parsed (orjson; the format read through
+`app.payload.FORMATS`) and checked against the model's compiled signature, predicted (batched
 with other requests' when it is a float matrix) and encoded. Large bodies are parsed on a
 thread, never on the event loop. The serving model is read once, so a request is answered
 wholly by one model even if another is swapped in meanwhile.

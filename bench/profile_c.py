@@ -1,6 +1,11 @@
 """Where the API's time goes in bench case (c): parse, predict, HTTP (issue 13).
 
     .venv/bin/python bench/profile_c.py [--shape dataframe_records] [--seconds 8]
+    .venv/bin/python bench/profile_c.py --parse
+
+With --parse it only times, in process, the parse of the 1000-row body of each shape (and of
+one record) to the model's matrix: the compiled decoder against the general path (orjson,
+app.payload, app.schema), interleaved, median of 7 rounds.
 
 Starts the API on bench/run.py's model, drives it with wrk as case (c) does (1000-row bodies
 of one shape, 4 connections, 2 threads), samples it with py-spy (`pip install py-spy`; as root
@@ -13,11 +18,14 @@ encoding the answer). Shares are of the samples where a thread was working (see 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -45,12 +53,51 @@ def part(stack: str) -> str | None:
     return "HTTP and the rest"
 
 
+def parse_times() -> None:
+    """Print the in-process parse time of each body, decoder vs general path."""
+    from app.dataplane import parse_json
+    from app.payload import normalize
+    from app.schema import InputSchema
+
+    spec = [{"name": name, "type": "double"} for name in run.IRIS_FEATURES]
+    schema = InputSchema.from_signature(spec)
+    assert schema.decoder is not None
+    one, many = run.make_rows()
+    bodies = {shape: run.shape_body(many, shape) for shape in run.C_SHAPES}
+    bodies["one record"] = json.dumps(dict(zip(run.IRIS_FEATURES, one, strict=True))).encode()
+
+    def general(body: bytes) -> object:
+        return schema.parse(
+            normalize(parse_json(body), 10_000), booleans=b"true" in body or b"false" in body
+        )
+
+    def decoder(body: bytes) -> object:
+        assert schema.decoder is not None
+        return schema.decoder.decode(body, 10_000)
+
+    for name, body in bodies.items():
+        reps = 200 if len(body) > 1000 else 5000
+        times: dict[str, list[float]] = {"general": [], "decoder": []}
+        for _ in range(7):
+            for way, parse in (("general", general), ("decoder", decoder)):
+                start = time.perf_counter()
+                for _ in range(reps):
+                    parse(body)
+                times[way].append((time.perf_counter() - start) / reps * 1e6)
+        old, new = (statistics.median(times[w]) for w in ("general", "decoder"))
+        print(f"{name:<18} general {old:8.1f} us   decoder {new:8.1f} us   x{old / new:.1f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/profile_c.py", description=__doc__)
     parser.add_argument("--shape", choices=run.C_SHAPES, default="dataframe_records")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--verbose", action="store_true", help="top stacks of the rest")
+    parser.add_argument("--parse", action="store_true", help="in-process parse times only")
     args = parser.parse_args()
+    if args.parse:
+        parse_times()
+        return 0
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     wrk = run.ensure_wrk()
     run.ensure_model()

@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
+                                  [--c-shapes dataframe_records,records,dataframe_split,instances]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
