@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.decoders import compile_decoder
 from app.errors import InvalidInput, summarize
 from app.payload import Batch, Records, Rows, json_type, safe_name
 
@@ -114,6 +115,8 @@ class InputSchema:
         # The float64-matrix fast path: float32 ("float") columns go through a typed DataFrame,
         # since MLflow's schema enforcement refuses float64 data for them.
         self.numeric = all(c.kind == "double" and c.required for c in columns)
+        # Compiled once per model: reads plainly valid bodies straight into that matrix.
+        self.decoder = compile_decoder(self.names, self.array_order) if self.numeric else None
 
     @classmethod
     def from_signature(

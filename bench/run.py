@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
+                                  [--c-shapes dataframe_records,records,dataframe_split,instances]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -15,7 +16,11 @@ In one run it
    if they do not;
 4. drives each server with wrk (installed with apt-get if missing) through bench/wrk_post.lua:
    (a) 1 row, 1 connection, 1 thread; (b) 1 row, 32 connections, 2 threads;
-   (c) 1000 rows per request, 4 connections, 2 threads; a warm-up run before each measure;
+   (c) 1000 rows per request, 4 connections, 2 threads, once per body shape (--c-shapes:
+   dataframe_records, records, dataframe_split, instances; mlflow gets dataframe_records for
+   records, which it does not read); a warm-up run before each measure. Before the servers
+   start, a child pinned to one core times the estimator's own predict on the same 1000 rows
+   (the in-process one-core limit (c) is compared with, per wall second and per CPU-second);
 5. prints req/s, rows/s, p50, p99 and errors per case and server, the API's ratios to
    mlflow and to the floor, the machine, and issue 4's targets with PASS/FAIL, and writes it
    all to bench/results/<timestamp>.json.
@@ -84,6 +89,11 @@ CASES = {
     "b": Case("b", "1 row, 32 connections", 1, 32, 2),
     "c": Case("c", "1000 rows, 4 connections", 1000, 4, 2),
 }
+# Case (c) runs once per body shape (issue 13): what pandas' to_dict(orient="records") and
+# hand-written clients send, the API's own, MLflow's column split, and TF-serving's.
+C_SHAPES = ("dataframe_records", "records", "dataframe_split", "instances")
+# mlflow models serve has no {"records": [...]}: it gets the same records as dataframe_records.
+MLFLOW_SHAPE = {"records": "dataframe_records"}
 
 
 class BenchError(Exception):
@@ -152,6 +162,15 @@ def make_rows() -> tuple[list[float], list[list[float]]]:
     many = data[rng.integers(0, len(data), 1000)] + rng.normal(0, 0.25, (1000, data.shape[1]))
     many = np.round(np.clip(many, 0.1, None), 2)
     return [6.7, 3.3, 5.7, 2.1], many.tolist()
+
+
+def shape_body(rows: list[list[float]], shape: str) -> bytes:
+    """A (c) body: `rows` in one of C_SHAPES (`instances` as records, as mlflow reads them)."""
+    columns = list(IRIS_FEATURES)
+    if shape == "dataframe_split":
+        return body(rows, "split")
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    return json.dumps({shape: records}, separators=(",", ":")).encode()
 
 
 def body(rows: list[list[float]], fmt: str) -> bytes:
@@ -319,6 +338,73 @@ def check_log_side(urls: dict[str, str], payloads: dict[str, list[list[float]]],
     log(f"{logcost.SERVER} answers as api does")
 
 
+def check_shapes(urls: dict[str, str], rows: list[list[float]], shapes: list[str]) -> None:
+    """Every (c) body shape answers what the dataframe_split body answers, on each server."""
+    for name, url in urls.items():
+        if name not in ("api", "mlflow"):
+            continue
+        status, want = post(url, body(rows, "split"))
+        for shape in shapes:
+            sent = MLFLOW_SHAPE.get(shape, shape) if name == "mlflow" else shape
+            status, got = post(url, shape_body(rows, sent))
+            if status != 200 or got["predictions"] != want["predictions"]:
+                raise BenchError(f"{name} answers the 1000-row {sent} body differently ({status})")
+    log(f"(c) body shapes {', '.join(shapes)}: each server answers as to dataframe_split")
+
+
+def one_core_limit(rows: list[list[float]], seconds: float) -> dict[str, float]:
+    """The estimator's own rows/s in process on one core (a child pinned to one CPU), on the
+    same 1000 rows: `predict` on a DataFrame and on a float64 matrix; `limit` is the faster."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(rows, f)
+        f.flush()
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--one-core-child", f.name,
+             "--duration", str(seconds)],
+            env=store_env(), cwd=STORE, capture_output=True, text=True, timeout=600,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    if proc.returncode != 0:
+        raise BenchError(f"one-core limit failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    figures: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures["limit"] = max(figures["frame"], figures["matrix"])
+    figures["limit_cpu"] = max(figures["frame_cpu"], figures["matrix_cpu"])
+    log(
+        f"in process, one core: predict(DataFrame) {figures['frame']:,.0f} rows/s,"
+        f" predict(matrix) {figures['matrix']:,.0f} rows/s"
+    )
+    return figures
+
+
+def _one_core_child(rows_file: str, seconds: float) -> None:
+    """(In the child) print {"frame", "matrix"}: best rows/s of 5 timed windows each, and
+    {"frame_cpu", "matrix_cpu"}: rows per CPU-second (steadier on a shared machine)."""
+    import warnings
+
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    rows = json.loads(Path(rows_file).read_text())
+    model = mlflow.sklearn.load_model(MODEL_URI)
+    frame = pd.DataFrame(rows, columns=list(IRIS_FEATURES))
+    inputs = {"frame": frame, "matrix": np.ascontiguousarray(frame.to_numpy(dtype=np.float64))}
+    out = {}
+    for name, data in inputs.items():
+        best = best_cpu = 0.0
+        for _ in range(5):
+            n, start, cpu = 0, time.perf_counter(), time.process_time()
+            while (elapsed := time.perf_counter() - start) < seconds / 10:
+                model.predict(data)
+                n += 1
+            best = max(best, n * len(rows) / elapsed)
+            best_cpu = max(best_cpu, n * len(rows) / (time.process_time() - cpu))
+        out[name], out[f"{name}_cpu"] = best, best_cpu
+    print(json.dumps(out))
+
+
 # -- load ------------------------------------------------------------------------------------
 
 
@@ -413,8 +499,10 @@ def ratios(case: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, bool | None, str]]:
-    """Issue 4's targets: (target, passed or None when not measured, the figures)."""
+def targets(
+    results: dict[str, dict[str, dict[str, Any]]], one_core: float | None = None
+) -> list[tuple[str, bool | None, str]]:
+    """Issues 4's and 13's targets: (target, passed or None when not measured, the figures)."""
 
     def get(case: str, server: str, key: str) -> float | None:
         value = results.get(case, {}).get(server, {}).get(key)
@@ -449,12 +537,10 @@ def targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, bo
     at_most(
         "(a) API p50 <= 1/5 of mlflow", get("a", "api", "p50_ms"), get("a", "mlflow", "p50_ms"), 0.2
     )
-    at_least(
-        "(c) API rows/s >= 4x mlflow",
-        get("c", "api", "rows_per_s"),
-        get("c", "mlflow", "rows_per_s"),
-        4,
-    )
+    for key in (k for k in results if k.startswith("c ")):
+        rows = get(key, "api", "rows_per_s")
+        at_least(f"({key}) API rows/s >= 5x mlflow", rows, get(key, "mlflow", "rows_per_s"), 5)
+        at_least(f"({key}) API rows/s >= 1.3x one-core limit", rows, one_core, 1.3)
     api_cases = {c: s["api"] for c, s in results.items() if "api" in s}
     if api_cases:
         bad = {c: (r["non_2xx"], r["socket_errors"]) for c, r in api_cases.items() if r["errors"]}
@@ -528,27 +614,50 @@ def report(doc: dict[str, Any]) -> str:
         f" {o['mlflow_workers'] or 'default'}; env {m['env'] or '{}'}"
     )
     header = (
-        f"{'case':<30}{'server':<8}{'req/s':>10}{'rows/s':>12}"
+        f"{'case':<34}{'server':<8}{'req/s':>10}{'rows/s':>12}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}   cores: server wrk others"
     )
     lines += ["", header, "-" * len(header)]
     for name, case in doc["cases"].items():
-        title = f"({name}) {CASES[name].title}"
+        shape = case.get("shape")
+        title = (
+            f"({name[0]}) {CASES[name[0]].title}" if shape is None else f"(c) 1000 rows, {shape}"
+        )
         for server in SERVERS:
             r = case["servers"].get(server)
             if r is None:
                 continue
             lines.append(
-                f"{title:<30}{server:<8}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
+                f"{title:<34}{server:<8}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
                 f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
                 f"{r['server_cores']:>17.2f}{r['wrk_cores']:>5.2f}{r['other_cores']:>7.2f}"
             )
             title = ""
         for pair, ratio in case["ratios"].items():
             lines.append(
-                f"{'':<30}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
+                f"{'':<34}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
                 f"   p99 x{ratio['p99']:.3f}"
             )
+        if shape is not None and "api" in case["servers"] and doc.get("one_core"):
+            limit = doc["one_core"]["limit"]
+            api_rows = case["servers"]["api"]["rows_per_s"]
+            per_core = api_rows / max(case["servers"]["api"]["server_cores"], 1e-9)
+            lines.append(
+                f"{'':<34}{'api/one-core':<12} rows/s x{api_rows / limit:.2f}"
+                f"   (in-process one-core limit {limit:,.0f} rows/s)"
+            )
+            lines.append(
+                f"{'':<34}{'':<12} per CPU-second: api {per_core:,.0f} rows,"
+                f" x{per_core / doc['one_core']['limit_cpu']:.2f} the estimator's in process"
+            )
+        lines.append("")
+    if doc.get("one_core"):
+        one = doc["one_core"]
+        lines.append(
+            "one-core limit: the estimator's own predict in process on one core, same 1000 rows:"
+            f" DataFrame {one['frame']:,.0f} rows/s, float64 matrix {one['matrix']:,.0f} rows/s"
+            f" ({one['frame_cpu']:,.0f} and {one['matrix_cpu']:,.0f} per CPU-second)"
+        )
         lines.append("")
     noisy = [
         f"({name}) {server} {r['other_cores']:.2f}"
@@ -562,10 +671,10 @@ def report(doc: dict[str, Any]) -> str:
             f" {NOISY_CORES:g} core busy during: {', '.join(noisy)}; those figures are disturbed"
         )
         lines.append("")
-    lines.append("targets (issue 4):")
+    lines.append("targets (issues 4 and 13):")
     for label, passed, detail in doc["targets"]:
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
-        lines.append(f"  {verdict}  {label:<36} {detail}")
+        lines.append(f"  {verdict}  {label:<52} {detail}")
     if doc["options"].get("log"):
         lines += ["", *logcost.report_lines(doc["cases"])]
     return "\n".join(lines)
@@ -593,6 +702,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="body: dataframe_split or dataframe_records, the same for every server (split)",
     )  # fmt: skip
     parser.add_argument(
+        "--c-shapes", default=",".join(C_SHAPES),
+        help=f"body shapes case (c) runs with, once each ({','.join(C_SHAPES)})",
+    )  # fmt: skip
+    parser.add_argument("--one-core-child", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--log", action="store_true",
         help="case (b) also against the API with its prediction log on (issue 11), in a fresh"
         " PostgreSQL database (BENCH_POSTGRES_URL's server) dropped afterwards",
@@ -603,6 +717,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         only.add(logcost.SERVER)
     args.only = [s for s in SERVERS if s in only]
     args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
+    args.c_shapes = [c for c in C_SHAPES if c in {x.strip() for x in args.c_shapes.split(",")}]
+    if "c" in args.cases and not args.c_shapes:
+        parser.error(f"--c-shapes: name at least one of {', '.join(C_SHAPES)}")
     if not args.only or not args.cases:
         parser.error("--only and --cases must name at least one server and one case")
     if args.log and ("api" not in args.only or logcost.CASE not in args.cases):
@@ -632,6 +749,9 @@ def run(args: argparse.Namespace) -> int:
         "cases": {},
     }
     doc["options"]["log"] = args.log
+    doc["options"]["c_shapes"] = args.c_shapes
+    if "c" in args.cases:
+        doc["one_core"] = one_core_limit(many, max(args.duration / 2, 2.0))
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         log_db = stack.enter_context(logcost.log_database()) if args.log else None
         servers, doc["setup"] = start_servers(
@@ -641,19 +761,31 @@ def run(args: argparse.Namespace) -> int:
         check_predictions(
             {k: v for k, v in urls.items() if k != logcost.SERVER}, payloads, args.format
         )
+        if "c" in args.cases:
+            check_shapes(urls, many, args.c_shapes)
         if log_db:
             check_log_side(urls, payloads, args.format)
         files = {}
         for label, rows in payloads.items():
             files[label] = Path(tmp) / f"{label}.json"
             files[label].write_bytes(body(rows, args.format))
-        for name in args.cases:
+        for shape in {*args.c_shapes, *(MLFLOW_SHAPE.get(x, x) for x in args.c_shapes)}:
+            files[shape] = Path(tmp) / f"c-{shape}.json"
+            files[shape].write_bytes(shape_body(many, shape))
+        runs = [(n, n, None) for n in args.cases if n != "c"]
+        runs += [(f"c {shape}", "c", shape) for shape in args.c_shapes if "c" in args.cases]
+        for key, name, shape in runs:
             case = CASES[name]
-            body_file = files["1-row" if case.rows == 1 else "1000-row"]
             measured: dict[str, Any] = {}
             for server in args.only:
                 if server == logcost.SERVER and name != logcost.CASE:
                     continue
+                if shape is None:
+                    body_file = files["1-row" if case.rows == 1 else "1000-row"]
+                else:
+                    body_file = files[
+                        MLFLOW_SHAPE.get(shape, shape) if server == "mlflow" else shape
+                    ]
                 proc = servers[server][0].proc
                 if args.warmup > 0:
                     wrk(wrk_binary, urls[server], body_file, case, args.warmup)
@@ -669,17 +801,20 @@ def run(args: argparse.Namespace) -> int:
                     )  # fmt: skip
                 measured[server] = result
                 log(
-                    f"({name}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
+                    f"({key}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
                     f" p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; cores: server"
                     f" {result['server_cores']:.2f}, wrk {result['wrk_cores']:.2f},"
                     f" others {result['other_cores']:.2f}"
                 )
-            doc["cases"][name] = {
+            doc["cases"][key] = {
                 "case": vars(case),
+                "shape": shape,
                 "servers": measured,
                 "ratios": ratios(measured),
             }
-    doc["targets"] = targets({c: v["servers"] for c, v in doc["cases"].items()})
+    doc["targets"] = targets(
+        {c: v["servers"] for c, v in doc["cases"].items()}, doc.get("one_core", {}).get("limit")
+    )
     doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
@@ -691,6 +826,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.one_core_child:
+        _one_core_child(args.one_core_child, args.duration)
+        return 0
 
     def terminate(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through the ExitStack: servers get stopped
