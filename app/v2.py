@@ -85,6 +85,7 @@ def _endpoints() -> dict[tuple[str, bool], Endpoint]:
 
 ENDPOINTS = _endpoints()
 _MODEL_TAILS = {(): "model", ("ready",): "model_ready", ("infer",): "infer"}
+_MATCHED_PATHS = 64
 
 
 def match(segments: list[str]) -> tuple[str, str | None, str | None] | None:
@@ -140,6 +141,17 @@ class V2Lane:
         self.settings = settings
         self.server_json = _server_json()
         self._described: tuple[ServedModel, ModelTensors] | None = None
+        self._matched: dict[Any, tuple[str, str | None, str | None]] = {}
+        """Recent paths, matched (clients call a few paths many times)."""
+
+    def match(self, scope: Scope) -> tuple[str, str | None, str | None] | None:
+        key = scope.get("raw_path") or scope["path"]
+        found = self._matched.get(key)
+        if found is None:
+            found = match(segments(scope))
+            if found is not None and len(self._matched) < _MATCHED_PATHS:
+                self._matched[key] = found
+        return found
 
     def model(self, name: str | None, version: str | None) -> tuple[ServedModel, ModelTensors]:
         """The serving model, if the path names it (else 404; 503 while none is loaded)."""
@@ -197,15 +209,14 @@ class V2Lane:
                 BINARY_UNSUPPORTED, [{"loc": ["header", _BINARY_HEADER], "msg": "not supported"}]
             )
         check_content_type(headers.get("content-type"))
-        reader = TensorReader(served.predictor.schema, tensors.output_names)
-        read = reader.read
-
-        async def predict(body: bytes) -> tuple[ServedModel, list[Any]]:
-            return await self.plane.infer(body, read, request_id)
-
+        reader = TensorReader(tensors.inputs, tensors.output_names)
+        read, plane = reader.read, self.plane
         try:
             answering, predictions = await within_limits(
-                self.settings, receive, headers.get("content-length"), predict
+                self.settings,
+                receive,
+                headers.get("content-length"),
+                lambda body: plane.infer(body, read, request_id),
             )
         except InvalidInput as exc:
             raise reader.relocate(exc) from None
@@ -215,7 +226,7 @@ class V2Lane:
         return tensors.answer(reader.id, predictions, reader.requested)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = match(segments(scope))
+        found = self.match(scope)
         if found is None:
             await respond(send, _not_found(), render_v2)
             return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.errors import InvalidInput, summarize
 from app.payload import Rows, check_size, json_type, safe_name
@@ -35,22 +35,21 @@ def _data_loc(index: int, flat: int, nested: bool, width: int) -> list[Any]:
     return ["inputs", index, "data", flat]
 
 
-@dataclass(frozen=True, slots=True)
-class _Place:
-    """Where a column's values are in the request: input `index`, `width` values per row
-    (nested as rows or flat), the column at `column` within a row."""
+class _Place(NamedTuple):
+    """Where values are in the request: input `tensor`, `width` values per row, nested as rows
+    or flat."""
 
-    index: int
+    tensor: int
     nested: bool
     width: int
-    column: int
 
 
-def _fits(tensor: Tensor, kind: str, what: str) -> None:
+def _fits(tensor: Tensor, kind: str, name: str) -> None:
+    """The tensor's datatype fits the model's input `name`, of type `kind`."""
     if FAMILY[tensor.datatype] not in FITS[kind]:
         raise invalid(
             ["inputs", tensor.index, "datatype"],
-            f"{tensor.datatype} does not fit {what} (type {kind})",
+            f"{tensor.datatype} does not fit input '{safe_name(name)}' (type {kind})",
         )
 
 
@@ -78,7 +77,7 @@ def _check_values(values: list[Any], tensor: Tensor, nested: bool, width: int) -
 def _column(tensor: Tensor, kind: str, n: int, max_rows: int) -> tuple[list[Any], _Place]:
     """One input's values, `n` rows (that of inputs[0]) of one value, and their place."""
     loc: list[Any] = ["inputs", tensor.index]
-    _fits(tensor, kind, f"input '{safe_name(tensor.name)}'")
+    _fits(tensor, kind, tensor.name)
     shape = tensor.shape
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
         raise invalid([*loc, "shape"], "expected [n] or [n, 1]: one value per row for each input")
@@ -95,25 +94,92 @@ def _column(tensor: Tensor, kind: str, n: int, max_rows: int) -> tuple[list[Any]
             raise invalid([*loc, "data"], f"expected {n} rows of 1 value (the shape)")
         data = [row[0] for row in data]
     _check_values(data, tensor, nested, 1)
-    return data, _Place(tensor.index, nested, 1, 0)
+    return data, _Place(tensor.index, nested, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """A model's inputs as the reader needs them (made once per served model)."""
+
+    schema: InputSchema
+    kinds: dict[str, str]
+    """The type of each input, by name."""
+    required: tuple[str, ...]
+    fit_all: frozenset[str]
+    """The datatype families that fit every input (an [n, k] tensor's must)."""
+
+    @classmethod
+    def of(cls, schema: InputSchema) -> ModelInputs:
+        kinds = {c.name: c.kind for c in schema.columns}
+        fit_all = frozenset.intersection(*(frozenset(FITS[k]) for k in kinds.values()))
+        return cls(schema, kinds, tuple(c.name for c in schema.columns if c.required), fit_all)
+
+
+_PLAIN_KEYS = frozenset({"name", "datatype", "shape", "data"})
+
+
+def _plain_columns(
+    payload: Any, kinds: dict[str, str], max_rows: int
+) -> tuple[Rows, dict[str, _Place]] | None:
+    """The rows of the request most clients send, read in one pass: only `inputs`, one
+    tensor of shape [n] per model input (any order, only the four keys), values of the
+    datatype's JSON type. None for anything else, which the reader reads (and explains)
+    from the start, the same rules in more steps."""
+    if type(payload) is not dict or len(payload) != 1:
+        return None
+    tensors = payload.get("inputs")
+    if type(tensors) is not list or len(tensors) != len(kinds):
+        return None
+    n = None
+    places: dict[str, _Place] = {}
+    columns = []
+    for i, tensor in enumerate(tensors):
+        if type(tensor) is not dict or tensor.keys() != _PLAIN_KEYS:
+            return None
+        name, datatype, shape, data = (
+            tensor["name"], tensor["datatype"], tensor["shape"], tensor["data"]
+        )  # fmt: skip
+        if type(name) is not str or type(datatype) is not str or name in places:
+            return None
+        kind, family = kinds.get(name), FAMILY.get(datatype)
+        if kind is None or family not in FITS[kind] or type(shape) is not list:
+            return None
+        if n is None:
+            n = shape[0] if len(shape) == 1 else None
+            if type(n) is not int or not 1 <= n <= max_rows:
+                return None
+        if shape != [n] or type(data) is not list or len(data) != n:
+            return None
+        if not set(map(type, data)) <= VALUES[family]:
+            return None
+        places[name] = _Place(i, False, 1)
+        columns.append(data)
+    rows = [[c[0] for c in columns]] if n == 1 else list(map(list, zip(*columns, strict=True)))
+    return Rows(rows, tuple(places), _LOC), places
 
 
 class TensorReader:
-    """Reads one inference request for a model with `schema` and outputs `outputs`; then holds
+    """Reads one inference request for a model with `inputs` and outputs `outputs`; then holds
     the request's `id`, the outputs it asked for, and where each column's values came from."""
 
-    __slots__ = ("schema", "outputs", "id", "requested", "_places")
+    __slots__ = ("inputs", "schema", "outputs", "id", "requested", "_layout")
 
-    def __init__(self, schema: InputSchema, outputs: tuple[str, ...]) -> None:
-        self.schema = schema
+    def __init__(self, inputs: ModelInputs, outputs: tuple[str, ...]) -> None:
+        self.inputs = inputs
+        self.schema = inputs.schema
         self.outputs = outputs
         self.id: str | None = None
         self.requested: tuple[str, ...] | None = None
         """The outputs asked for, in the model's order; None: all of them."""
-        self._places: dict[str, _Place] | None = None
+        self._layout: dict[str, _Place] | _Place | None = None
+        """Where the rows came from: each input's tensor, or the one [n, k] tensor."""
 
     def read(self, payload: Any, max_rows: int) -> Rows:
         """The request's rows (at most `max_rows`), or InvalidInput saying what is wrong."""
+        plain = _plain_columns(payload, self.inputs.kinds, max_rows)
+        if plain is not None:
+            rows, self._layout = plain
+            return rows
         request = read_request(payload, self.outputs)
         tensors = request.tensors
         first = tensors[0]
@@ -126,7 +192,7 @@ class TensorReader:
 
     def _columns(self, tensors: list[Tensor], max_rows: int) -> Rows:
         """One tensor per model input."""
-        kinds = {c.name: c.kind for c in self.schema.columns}
+        kinds = self.inputs.kinds
         places: dict[str, _Place] = {}
         columns: list[list[Any]] = []
         n = tensors[0].shape[0] if tensors[0].shape else 0
@@ -141,12 +207,13 @@ class TensorReader:
                 raise invalid(["inputs", tensor.index, "name"], "duplicate input name")
             column, places[tensor.name] = _column(tensor, kind, n, max_rows)
             columns.append(column)
-        missing = [c.name for c in self.schema.columns if c.required and c.name not in places]
-        if missing:
-            details = [{"loc": ["inputs"], "msg": f"input '{name}' required"} for name in missing]
-            raise InvalidInput(summarize(details), details)
-        self._places = places  # only now: until the request reads, errors are the reader's
-        rows = list(map(list, zip(*columns, strict=True)))
+        if len(places) != len(kinds):  # else every input is there
+            missing = [name for name in self.inputs.required if name not in places]
+            if missing:
+                details = [{"loc": ["inputs"], "msg": f"input '{m}' required"} for m in missing]
+                raise InvalidInput(summarize(details), details)
+        self._layout = places  # only now: until the request reads, errors are the reader's
+        rows = [[c[0] for c in columns]] if n == 1 else list(map(list, zip(*columns, strict=True)))
         return Rows(rows, tuple(t.name for t in tensors), _LOC)
 
     def _matrix(self, tensor: Tensor, max_rows: int) -> Rows:
@@ -160,8 +227,9 @@ class TensorReader:
                 f"expected [n, {len(names)}]: one value per model input, in the order "
                 f"{', '.join(names)}",
             )
-        for column in self.schema.columns:
-            _fits(tensor, column.kind, f"input '{column.name}'")
+        if FAMILY[tensor.datatype] not in self.inputs.fit_all:
+            for column in self.schema.columns:
+                _fits(tensor, column.kind, column.name)  # raises at the first it does not fit
         check_size(n, [*loc, "shape"], max_rows)
         data = tensor.data
         nested = len(data) == n and type(data[0]) is list
@@ -177,22 +245,26 @@ class TensorReader:
             raise invalid(
                 [*loc, "data"], f"expected {n * width} values (the shape), got {len(data)}"
             )
-        self._places = {n: _Place(tensor.index, nested, width, c) for c, n in enumerate(names)}
+        self._layout = _Place(tensor.index, nested, width)
         return Rows(rows, names, _LOC)
 
     def relocate(self, exc: InvalidInput) -> InvalidInput:
         """`exc` with the schema's row/column locations turned into tensor positions."""
-        places = self._places
-        if places is None:
+        layout = self._layout
+        if layout is None:
             return exc  # the request did not read: the error is the reader's own
         details = []
         for detail in exc.details:
             loc = detail.get("loc", [])
             if len(loc) == 3 and loc[0] == _LOC[0] and type(loc[1]) is int:
-                place = places.get(loc[2])
+                if isinstance(layout, dict):
+                    place, column = layout.get(loc[2]), 0
+                else:
+                    names = self.schema.names
+                    place, column = layout, names.index(loc[2]) if loc[2] in names else 0
                 if place is not None:
-                    flat = loc[1] * place.width + place.column
-                    loc = _data_loc(place.index, flat, place.nested, place.width)
+                    flat = loc[1] * place.width + column
+                    loc = _data_loc(place.tensor, flat, place.nested, place.width)
                     detail = {**detail, "loc": loc}
             details.append(detail)
         return InvalidInput(summarize(details), details)

@@ -14,6 +14,7 @@ from app.errors import NotFound, PredictionFailed
 from app.schema import InputSchema
 from app.slot import ServedModel
 from app.v2_datatypes import COLUMN_DATATYPE, numpy_datatype, values_datatype
+from app.v2_inputs import ModelInputs
 
 PREDICT = "predict"
 """The name of the output tensor holding the predictions."""
@@ -84,13 +85,16 @@ class ModelTensors:
 
     name: str
     version: str | None
+    inputs: ModelInputs
     outputs: tuple[OutputSpec, ...]
+    output_names: tuple[str, ...]
     metadata_json: bytes
     ready_json: bytes
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.outputs) or (PREDICT,)
+    head: bytes
+    """The inference response's JSON up to the id or the outputs."""
+    single: bytes | None
+    """When the model has one output with a datatype: the response's JSON from the outputs
+    to the tensor's shape, which the answers fill in."""
 
     def check(self, name: str | None, version: str | None) -> None:
         """404 unless the path names this model (and its version, if it names one)."""
@@ -108,6 +112,12 @@ class ModelTensors:
         self, ident: str | None, predictions: list[Any], requested: tuple[str, ...] | None
     ) -> bytes:
         """The inference response's JSON."""
+        first = predictions[0] if predictions else None
+        if self.single is not None and first is not None and not isinstance(first, dict | list):
+            # The one output, one value per row: the JSON around the values is the model's.
+            head = self.head if ident is None else b'%s,"id":%s' % (self.head, orjson.dumps(ident))
+            data = orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY)
+            return b'%s%s%d],"data":%s}]}' % (head, self.single, len(predictions), data)
         doc: dict[str, Any] = {"model_name": self.name}
         if self.version:
             doc["model_version"] = self.version
@@ -133,10 +143,21 @@ class ModelTensors:
             for s in outputs
             if s.datatype  # else the values decide, at each answer
         ]
+        head = {"model_name": identity.name}
+        if identity.version:
+            head["model_version"] = identity.version
+        single = None
+        if len(outputs) == 1 and outputs[0].datatype:
+            named = orjson.dumps({"name": outputs[0].name, "datatype": outputs[0].datatype})
+            single = b',"outputs":[%s,"shape":[' % named[:-1]
         return cls(
             identity.name,
             identity.version,
+            ModelInputs.of(predictor.schema),
             outputs,
+            tuple(s.name for s in outputs) or (PREDICT,),
             orjson.dumps(doc),
             orjson.dumps({"name": identity.name, "ready": True}),
+            orjson.dumps(head)[:-1],
+            single,
         )

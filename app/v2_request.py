@@ -62,7 +62,7 @@ def _parameters(value: Any, loc: list[Any]) -> None:
             raise invalid([*loc, key], unsupported)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tensor:
     """An input tensor as sent, its keys checked (`index`: its place in `inputs`)."""
 
@@ -84,7 +84,9 @@ class Request:
 def read_request(payload: Any, outputs: tuple[str, ...]) -> Request:
     """The request in `payload` for a model with `outputs`, or InvalidInput saying what is
     wrong (UnsupportedMediaType for binary data)."""
-    request = _keys(payload, _REQUEST_KEYS, [], "an inference request")
+    request = payload
+    if type(request) is not dict or not request.keys() <= _REQUEST_KEYS:
+        _keys(request, _REQUEST_KEYS, [], "an inference request")  # raises, saying why
     ident = request.get("id")
     if ident is not None:
         if not isinstance(ident, str):
@@ -97,8 +99,10 @@ def read_request(payload: Any, outputs: tuple[str, ...]) -> Request:
         value = request.get(key)
         if value is not None and not isinstance(value, str):
             raise invalid([key], f"expected a string, got {json_type(value)}")
-    _parameters(request.get("parameters"), ["parameters"])
-    requested = _requested(request.get("outputs"), outputs)
+    parameters, wanted = request.get("parameters"), request.get("outputs")
+    if parameters is not None:
+        _parameters(parameters, ["parameters"])
+    requested = None if wanted is None else _requested(wanted, outputs)
     inputs = request.get("inputs")
     if inputs is None:
         raise invalid(["inputs"], "field required")
@@ -110,8 +114,6 @@ def read_request(payload: Any, outputs: tuple[str, ...]) -> Request:
 
 
 def _requested(value: Any, outputs: tuple[str, ...]) -> tuple[str, ...] | None:
-    if value is None:
-        return None
     if not isinstance(value, list):
         raise invalid(["outputs"], f"expected an array of outputs, got {json_type(value)}")
     names: set[str] = set()
@@ -131,23 +133,24 @@ def _requested(value: Any, outputs: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def _tensor(value: Any, index: int) -> Tensor:
     loc: list[Any] = ["inputs", index]
-    tensor = _keys(value, _INPUT_KEYS, loc, "an input tensor")
-    _parameters(tensor.get("parameters"), [*loc, "parameters"])
-    for key in ("name", "datatype", "shape", "data"):
-        if tensor.get(key) is None:
-            raise invalid([*loc, key], "field required")
-    name, datatype, shape, data = (tensor[k] for k in ("name", "datatype", "shape", "data"))
-    if not isinstance(name, str):
+    if type(value) is not dict or not value.keys() <= _INPUT_KEYS:
+        _keys(value, _INPUT_KEYS, loc, "an input tensor")  # raises, saying why
+    parameters = value.get("parameters")
+    if parameters is not None:
+        _parameters(parameters, [*loc, "parameters"])
+    name, datatype = value.get("name"), value.get("datatype")
+    shape, data = value.get("shape"), value.get("data")
+    if name is None or datatype is None or shape is None or data is None:
+        missing = next(k for k in ("name", "datatype", "shape", "data") if value.get(k) is None)
+        raise invalid([*loc, missing], "field required")
+    if type(name) is not str:
         raise invalid([*loc, "name"], f"expected a string, got {json_type(name)}")
-    if not isinstance(datatype, str) or datatype not in FAMILY:
+    if type(datatype) is not str or datatype not in FAMILY:
         raise invalid(
             [*loc, "datatype"], f"unsupported datatype; expected one of {', '.join(FAMILY)}"
         )
-    if not (
-        isinstance(shape, list)
-        and all(type(d) is int and d >= 0 for d in shape)  # not bool, not negative
-    ):
+    if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise invalid([*loc, "shape"], "expected an array of non-negative integers")
-    if not isinstance(data, list):
+    if type(data) is not list:
         raise invalid([*loc, "data"], f"expected an array, got {json_type(data)}")
     return Tensor(index, name, datatype, shape, data)
