@@ -142,13 +142,17 @@ def _plain_columns(
         if type(name) is not str or type(datatype) is not str or name in places:
             return None
         kind, family = kinds.get(name), FAMILY.get(datatype)
-        if kind is None or family not in FITS[kind] or type(shape) is not list:
+        if kind is None or family not in FITS[kind]:
             return None
+        if type(shape) is not list or len(shape) != 1 or type(shape[0]) is not int:
+            return None  # (a shape of [1.0] or [true] equals [1])
         if n is None:
-            n = shape[0] if len(shape) == 1 else None
-            if type(n) is not int or not 1 <= n <= max_rows:
+            n = shape[0]
+            if not 1 <= n <= max_rows:
                 return None
-        if shape != [n] or type(data) is not list or len(data) != n:
+        elif shape[0] != n:
+            return None
+        if type(data) is not list or len(data) != n:
             return None
         if not set(map(type, data)) <= VALUES[family]:
             return None
@@ -162,7 +166,7 @@ class TensorReader:
     """Reads one inference request for a model with `inputs` and outputs `outputs`; then holds
     the request's `id`, the outputs it asked for, and where each column's values came from."""
 
-    __slots__ = ("inputs", "schema", "outputs", "id", "requested", "_layout")
+    __slots__ = ("inputs", "schema", "outputs", "id", "requested", "_layout", "_one_row")
 
     def __init__(self, inputs: ModelInputs, outputs: tuple[str, ...]) -> None:
         self.inputs = inputs
@@ -173,12 +177,14 @@ class TensorReader:
         """The outputs asked for, in the model's order; None: all of them."""
         self._layout: dict[str, _Place] | _Place | None = None
         """Where the rows came from: each input's tensor, or the one [n, k] tensor."""
+        self._one_row = False
 
     def read(self, payload: Any, max_rows: int) -> Rows:
         """The request's rows (at most `max_rows`), or InvalidInput saying what is wrong."""
         plain = _plain_columns(payload, self.inputs.kinds, max_rows)
         if plain is not None:
             rows, self._layout = plain
+            self._one_row = len(rows.items) == 1
             return rows
         request = read_request(payload, self.outputs)
         tensors = request.tensors
@@ -188,6 +194,7 @@ class TensorReader:
         else:
             rows = self._columns(tensors, max_rows)
         self.id, self.requested = request.id, request.requested
+        self._one_row = len(rows.items) == 1
         return rows
 
     def _columns(self, tensors: list[Tensor], max_rows: int) -> Rows:
@@ -249,22 +256,36 @@ class TensorReader:
         return Rows(rows, names, _LOC)
 
     def relocate(self, exc: InvalidInput) -> InvalidInput:
-        """`exc` with the schema's row/column locations turned into tensor positions."""
+        """`exc` with the schema's and the model's locations (`["inputs", row, input]`, a value;
+        `["inputs", row]`, a row the model refuses, `[]` when the request has one row) turned
+        into the positions the client sent: `inputs[2].data[5]`; a refused row is named by its
+        place in the first tensor's data (its first value, in a flat [n, k] tensor)."""
         layout = self._layout
         if layout is None:
             return exc  # the request did not read: the error is the reader's own
         details = []
         for detail in exc.details:
-            loc = detail.get("loc", [])
-            if len(loc) == 3 and loc[0] == _LOC[0] and type(loc[1]) is int:
-                if isinstance(layout, dict):
-                    place, column = layout.get(loc[2]), 0
-                else:
-                    names = self.schema.names
-                    place, column = layout, names.index(loc[2]) if loc[2] in names else 0
-                if place is not None:
-                    flat = loc[1] * place.width + column
-                    loc = _data_loc(place.tensor, flat, place.nested, place.width)
-                    detail = {**detail, "loc": loc}
-            details.append(detail)
+            where = self._position(layout, detail.get("loc", []))
+            details.append(detail if where is None else {**detail, "loc": where})
         return InvalidInput(summarize(details), details)
+
+    def _position(self, layout: dict[str, _Place] | _Place, loc: list[Any]) -> list[Any] | None:
+        if not loc and self._one_row:
+            loc = [_LOC[0], 0]
+        if not 2 <= len(loc) <= 3 or loc[0] != _LOC[0] or type(loc[1]) is not int:
+            return None
+        row = loc[1]
+        if isinstance(layout, dict):
+            if len(loc) == 2:
+                return _data_loc(0, row, False, 1)
+            place, column = layout.get(loc[2]), 0
+        else:
+            if len(loc) == 2:
+                return _data_loc(
+                    layout.tensor, row * (1 if layout.nested else layout.width), False, 1
+                )
+            names = self.schema.names
+            place, column = layout, names.index(loc[2]) if loc[2] in names else 0
+        if place is None:
+            return None
+        return _data_loc(place.tensor, row * place.width + column, place.nested, place.width)
