@@ -16,32 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
 from app.errors import InvalidInput, summarize
 from app.payload import Rows, check_size, json_type, safe_name
 from app.schema import MAX_ERRORS, InputSchema
 from app.v2_datatypes import FAMILY, FITS, NAMED, VALUES
+from app.v2_places import LOC, Layout, Place, data_loc, position
 from app.v2_request import Tensor, invalid, read_request
-
-_LOC = ("inputs",)
-"""Where the Rows handed to the schema say they came from (see `relocate`)."""
-
-
-def _data_loc(index: int, flat: int, nested: bool, width: int) -> list[Any]:
-    """Where the `flat`-th value (row-major) of input `index` is in the body."""
-    if nested:
-        return ["inputs", index, "data", flat // width, flat % width]
-    return ["inputs", index, "data", flat]
-
-
-class _Place(NamedTuple):
-    """Where values are in the request: input `tensor`, `width` values per row, nested as rows
-    or flat."""
-
-    tensor: int
-    nested: bool
-    width: int
 
 
 def _fits(tensor: Tensor, kind: str, name: str) -> None:
@@ -65,7 +47,7 @@ def _check_values(values: list[Any], tensor: Tensor, nested: bool, width: int) -
         if type(value) not in allowed:
             details.append(
                 {
-                    "loc": _data_loc(tensor.index, i, nested, width),
+                    "loc": data_loc(tensor.index, i, nested, width),
                     "msg": f"{expected}, got {json_type(value)}",
                 }
             )
@@ -74,7 +56,7 @@ def _check_values(values: list[Any], tensor: Tensor, nested: bool, width: int) -
     raise InvalidInput(summarize(details), details)
 
 
-def _column(tensor: Tensor, kind: str, n: int, max_rows: int) -> tuple[list[Any], _Place]:
+def _column(tensor: Tensor, kind: str, n: int, max_rows: int) -> tuple[list[Any], Place]:
     """One input's values, `n` rows (that of inputs[0]) of one value, and their place."""
     loc: list[Any] = ["inputs", tensor.index]
     _fits(tensor, kind, tensor.name)
@@ -94,7 +76,7 @@ def _column(tensor: Tensor, kind: str, n: int, max_rows: int) -> tuple[list[Any]
             raise invalid([*loc, "data"], f"expected {n} rows of 1 value (the shape)")
         data = [row[0] for row in data]
     _check_values(data, tensor, nested, 1)
-    return data, _Place(tensor.index, nested, 1)
+    return data, Place(tensor.index, nested, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,59 +89,66 @@ class ModelInputs:
     required: tuple[str, ...]
     fit_all: frozenset[str]
     """The datatype families that fit every input (an [n, k] tensor's must)."""
+    plain_values: dict[tuple[str, str], frozenset[type]]
+    """For each input and datatype that fits it, the JSON types of the values it holds."""
 
     @classmethod
     def of(cls, schema: InputSchema) -> ModelInputs:
         kinds = {c.name: c.kind for c in schema.columns}
         fit_all = frozenset.intersection(*(frozenset(FITS[k]) for k in kinds.values()))
-        return cls(schema, kinds, tuple(c.name for c in schema.columns if c.required), fit_all)
-
-
-_PLAIN_KEYS = frozenset({"name", "datatype", "shape", "data"})
+        plain_values = {
+            (name, datatype): VALUES[family]
+            for name, kind in kinds.items()
+            for datatype, family in FAMILY.items()
+            if family in FITS[kind]
+        }
+        required = tuple(c.name for c in schema.columns if c.required)
+        return cls(schema, kinds, required, fit_all, plain_values)
 
 
 def _plain_columns(
-    payload: Any, kinds: dict[str, str], max_rows: int
-) -> tuple[Rows, dict[str, _Place]] | None:
-    """The rows of the request most clients send, read in one pass: only `inputs`, one
-    tensor of shape [n] per model input (any order, only the four keys), values of the
-    datatype's JSON type. None for anything else, which the reader reads (and explains)
-    from the start, the same rules in more steps."""
+    payload: Any, inputs: ModelInputs, max_rows: int
+) -> tuple[Rows, tuple[str, ...]] | None:
+    """The rows of the request most clients send, read in one pass, and the inputs in the
+    order sent: only `inputs`, one tensor of shape [n] per model input (any order, only the
+    four keys), values of the datatype's JSON type. None for anything else, which the reader
+    reads (and explains) from the start, the same rules in more steps."""
     if type(payload) is not dict or len(payload) != 1:
         return None
     tensors = payload.get("inputs")
-    if type(tensors) is not list or len(tensors) != len(kinds):
+    if type(tensors) is not list or len(tensors) != len(inputs.kinds):
         return None
-    n = None
-    places: dict[str, _Place] = {}
+    values = inputs.plain_values
+    n = 0
+    names: list[str] = []
     columns = []
-    for i, tensor in enumerate(tensors):
-        if type(tensor) is not dict or tensor.keys() != _PLAIN_KEYS:
+    for tensor in tensors:
+        if type(tensor) is not dict or len(tensor) != 4:
             return None
-        name, datatype, shape, data = (
-            tensor["name"], tensor["datatype"], tensor["shape"], tensor["data"]
-        )  # fmt: skip
-        if type(name) is not str or type(datatype) is not str or name in places:
+        try:
+            name, datatype = tensor["name"], tensor["datatype"]
+            shape, data = tensor["shape"], tensor["data"]
+        except KeyError:
             return None
-        kind, family = kinds.get(name), FAMILY.get(datatype)
-        if kind is None or family not in FITS[kind]:
+        if type(name) is not str or type(datatype) is not str or type(shape) is not list:
             return None
-        if type(shape) is not list or len(shape) != 1 or type(shape[0]) is not int:
+        allowed = values.get((name, datatype))
+        if allowed is None or len(shape) != 1 or type(shape[0]) is not int:
             return None  # (a shape of [1.0] or [true] equals [1])
-        if n is None:
+        if not n:
             n = shape[0]
             if not 1 <= n <= max_rows:
                 return None
         elif shape[0] != n:
             return None
-        if type(data) is not list or len(data) != n:
+        if type(data) is not list or len(data) != n or name in names:
             return None
-        if not set(map(type, data)) <= VALUES[family]:
+        if not (type(data[0]) in allowed if n == 1 else set(map(type, data)) <= allowed):
             return None
-        places[name] = _Place(i, False, 1)
+        names.append(name)
         columns.append(data)
     rows = [[c[0] for c in columns]] if n == 1 else list(map(list, zip(*columns, strict=True)))
-    return Rows(rows, tuple(places), _LOC), places
+    return Rows(rows, tuple(names), LOC), tuple(names)
 
 
 class TensorReader:
@@ -175,13 +164,12 @@ class TensorReader:
         self.id: str | None = None
         self.requested: tuple[str, ...] | None = None
         """The outputs asked for, in the model's order; None: all of them."""
-        self._layout: dict[str, _Place] | _Place | None = None
-        """Where the rows came from: each input's tensor, or the one [n, k] tensor."""
+        self._layout: Layout | None = None
         self._one_row = False
 
     def read(self, payload: Any, max_rows: int) -> Rows:
         """The request's rows (at most `max_rows`), or InvalidInput saying what is wrong."""
-        plain = _plain_columns(payload, self.inputs.kinds, max_rows)
+        plain = _plain_columns(payload, self.inputs, max_rows)
         if plain is not None:
             rows, self._layout = plain
             self._one_row = len(rows.items) == 1
@@ -200,7 +188,7 @@ class TensorReader:
     def _columns(self, tensors: list[Tensor], max_rows: int) -> Rows:
         """One tensor per model input."""
         kinds = self.inputs.kinds
-        places: dict[str, _Place] = {}
+        places: dict[str, Place] = {}
         columns: list[list[Any]] = []
         n = tensors[0].shape[0] if tensors[0].shape else 0
         for tensor in tensors:
@@ -221,7 +209,7 @@ class TensorReader:
                 raise InvalidInput(summarize(details), details)
         self._layout = places  # only now: until the request reads, errors are the reader's
         rows = [[c[0] for c in columns]] if n == 1 else list(map(list, zip(*columns, strict=True)))
-        return Rows(rows, tuple(t.name for t in tensors), _LOC)
+        return Rows(rows, tuple(t.name for t in tensors), LOC)
 
     def _matrix(self, tensor: Tensor, max_rows: int) -> Rows:
         """One [n, k] tensor: a row per row, the model's inputs in the signature's order."""
@@ -252,8 +240,8 @@ class TensorReader:
             raise invalid(
                 [*loc, "data"], f"expected {n * width} values (the shape), got {len(data)}"
             )
-        self._layout = _Place(tensor.index, nested, width)
-        return Rows(rows, names, _LOC)
+        self._layout = Place(tensor.index, nested, width)
+        return Rows(rows, names, LOC)
 
     def relocate(self, exc: InvalidInput) -> InvalidInput:
         """`exc` with the schema's and the model's locations (`["inputs", row, input]`, a value;
@@ -265,27 +253,6 @@ class TensorReader:
             return exc  # the request did not read: the error is the reader's own
         details = []
         for detail in exc.details:
-            where = self._position(layout, detail.get("loc", []))
+            where = position(layout, self.schema.names, detail.get("loc", []), self._one_row)
             details.append(detail if where is None else {**detail, "loc": where})
         return InvalidInput(summarize(details), details)
-
-    def _position(self, layout: dict[str, _Place] | _Place, loc: list[Any]) -> list[Any] | None:
-        if not loc and self._one_row:
-            loc = [_LOC[0], 0]
-        if not 2 <= len(loc) <= 3 or loc[0] != _LOC[0] or type(loc[1]) is not int:
-            return None
-        row = loc[1]
-        if isinstance(layout, dict):
-            if len(loc) == 2:
-                return _data_loc(0, row, False, 1)
-            place, column = layout.get(loc[2]), 0
-        else:
-            if len(loc) == 2:
-                return _data_loc(
-                    layout.tensor, row * (1 if layout.nested else layout.width), False, 1
-                )
-            names = self.schema.names
-            place, column = layout, names.index(loc[2]) if loc[2] in names else 0
-        if place is None:
-            return None
-        return _data_loc(place.tensor, row * place.width + column, place.nested, place.width)
