@@ -410,15 +410,19 @@ def _v2_tensor(reading: Reading, tensor: Any, i: int) -> bool:
 
 
 def _v2_values(reading: Reading, values: list[Any], datatype: str, loc: Loc) -> list[Any]:
-    """The values as numbers: JSON integers for an integer datatype, numbers for a floating
-    one, finite as float64 (a feature's type); BOOL and BYTES do not fit a feature."""
+    """The values as numbers: JSON integers for an integer datatype (within 64 bits, the
+    widest integer datatype), numbers for a floating one, finite as float64 (a feature's
+    type); BOOL and BYTES do not fit a feature."""
     family = V2_DATATYPES[datatype]
     if family not in ("int", "float"):
         reading.problem(loc)
         return []
     numbers = []
     for value in values:
-        if family == "int" and (isinstance(value, float) or isinstance(value, bool)):
+        if family == "int" and (
+            isinstance(value, float | bool)
+            or (isinstance(value, int) and not -(2**63) <= value < 2**64)
+        ):
             reading.problem(loc)
         numbers.append(reading.number(value, loc))
     return numbers
