@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
+                                  [--v2 [columns|matrix]]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -22,6 +23,8 @@ In one run it
 
 With --log, case (b) also drives "api+log": the API with its prediction log on (issue 11), in
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
+With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
+door with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
 
 Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
 on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
@@ -63,11 +66,12 @@ NOISY_CORES = 0.2  # CPU used by processes not ours during a run, above which we
 
 sys.path.insert(0, str(ROOT))
 import logcost  # noqa: E402  (bench/, this script's folder)
+import v2cost  # noqa: E402
 
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
-SERVERS = ("api", logcost.SERVER, "mlflow", "floor")
+SERVERS = ("api", v2cost.SERVER, logcost.SERVER, "mlflow", "floor")
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,31 @@ def check_log_side(urls: dict[str, str], payloads: dict[str, list[list[float]]],
     log(f"{logcost.SERVER} answers as api does")
 
 
+def check_v2(
+    servers: dict[str, tuple[Server, str]],
+    urls: dict[str, str],
+    payloads: dict[str, list[list[float]]],
+    args: argparse.Namespace,
+    model: dict[str, Any],
+    tmp: Path,
+) -> Path:
+    """With --v2: "api (V2)" is the API's process on its V2 infer route, which must answer the
+    payloads as /predict does; returns the file of the one-row V2 body."""
+    url = v2cost.infer_url(urls["api"], str(model["registered_name"]))
+    servers[v2cost.SERVER], urls[v2cost.SERVER] = (servers["api"][0], url), url
+    features = list(IRIS_FEATURES)
+    v2_bodies = {label: v2cost.body(rows, features, args.v2) for label, rows in payloads.items()}
+    problem = v2cost.check(
+        urls["api"], url, {k: body(r, args.format) for k, r in payloads.items()}, v2_bodies
+    )
+    if problem:
+        raise BenchError(problem)
+    log(f"V2 ({args.v2}) answers every payload as /predict does")
+    path = tmp / "1-row-v2.json"
+    path.write_bytes(v2_bodies["1-row"])
+    return path
+
+
 # -- load ------------------------------------------------------------------------------------
 
 
@@ -568,6 +597,8 @@ def report(doc: dict[str, Any]) -> str:
         lines.append(f"  {verdict}  {label:<36} {detail}")
     if doc["options"].get("log"):
         lines += ["", *logcost.report_lines(doc["cases"])]
+    if doc["options"].get("v2"):
+        lines += ["", *v2cost.report_lines(doc["cases"], doc["options"]["v2"])]
     return "\n".join(lines)
 
 
@@ -597,16 +628,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="case (b) also against the API with its prediction log on (issue 11), in a fresh"
         " PostgreSQL database (BENCH_POSTGRES_URL's server) dropped afterwards",
     )  # fmt: skip
+    parser.add_argument(
+        "--v2", nargs="?", const="columns", choices=v2cost.LAYOUTS,
+        help="case (b) also through the API's V2 infer route with the same row: one tensor per"
+        " feature (columns, the default) or one [1, 4] tensor (matrix); see bench/v2cost.py",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER}
+    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER, v2cost.SERVER}
     if args.log:
         only.add(logcost.SERVER)
+    if args.v2:
+        only.add(v2cost.SERVER)
     args.only = [s for s in SERVERS if s in only]
     args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     if not args.only or not args.cases:
         parser.error("--only and --cases must name at least one server and one case")
     if args.log and ("api" not in args.only or logcost.CASE not in args.cases):
         parser.error(f"--log compares with the API in case ({logcost.CASE}): keep both")
+    if args.v2 and ("api" not in args.only or v2cost.CASE not in args.cases):
+        parser.error(f"--v2 compares with the API in case ({v2cost.CASE}): keep both")
     if args.duration < 1 or args.warmup < 0 or args.workers < 1:
         parser.error("--duration >= 1, --warmup >= 0 and --workers >= 1")
     return args
@@ -632,6 +672,7 @@ def run(args: argparse.Namespace) -> int:
         "cases": {},
     }
     doc["options"]["log"] = args.log
+    doc["options"]["v2"] = args.v2
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         log_db = stack.enter_context(logcost.log_database()) if args.log else None
         servers, doc["setup"] = start_servers(
@@ -647,6 +688,8 @@ def run(args: argparse.Namespace) -> int:
         for label, rows in payloads.items():
             files[label] = Path(tmp) / f"{label}.json"
             files[label].write_bytes(body(rows, args.format))
+        if args.v2:
+            files[v2cost.SERVER] = check_v2(servers, urls, payloads, args, model, Path(tmp))
         for name in args.cases:
             case = CASES[name]
             body_file = files["1-row" if case.rows == 1 else "1000-row"]
@@ -654,12 +697,15 @@ def run(args: argparse.Namespace) -> int:
             for server in args.only:
                 if server == logcost.SERVER and name != logcost.CASE:
                     continue
+                if server == v2cost.SERVER and name != v2cost.CASE:
+                    continue
                 proc = servers[server][0].proc
+                sent = files[v2cost.SERVER] if server == v2cost.SERVER else body_file
                 if args.warmup > 0:
-                    wrk(wrk_binary, urls[server], body_file, case, args.warmup)
+                    wrk(wrk_binary, urls[server], sent, case, args.warmup)
                 if server == logcost.SERVER and log_db:
                     before = logcost.baseline(urls[server], log_db)
-                result = measure(wrk_binary, urls[server], body_file, case, args.duration, proc.pid)
+                result = measure(wrk_binary, urls[server], sent, case, args.duration, proc.pid)
                 if proc.poll() is not None:
                     raise BenchError(f"{server} exited ({proc.returncode}) during case ({name})")
                 if server == logcost.SERVER and log_db:
@@ -681,11 +727,12 @@ def run(args: argparse.Namespace) -> int:
             }
     doc["targets"] = targets({c: v["servers"] for c, v in doc["cases"].items()})
     doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
+    doc["v2_targets"] = v2cost.targets(doc["cases"]) if args.v2 else []
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(report(doc))
     print(f"\nresults: {out.relative_to(ROOT)}")
-    verdicts = [passed for _, passed, _ in doc["targets"] + doc["log_targets"]]
+    verdicts = [p for _, p, _ in doc["targets"] + doc["log_targets"] + doc["v2_targets"]]
     return 1 if any(passed is False for passed in verdicts) else 0
 
 
