@@ -1200,7 +1200,7 @@ def _v2_plain(rows: list[list[Any]], **changes: Any) -> dict[str, Any]:
         {"name": n, "datatype": "FP64", "shape": [len(rows)], "data": [r[i] for r in rows]}
         for i, n in enumerate(FEATURES)
     ]
-    return {"inputs": [{**t, **changes.get(t["name"], {})} for t in tensors]}
+    return {"inputs": [{**t, **changes.get(str(t["name"]), {})} for t in tensors]}
 
 
 TOO_BIG = {**IRIS_EXAMPLE, "sepal_width": 1.7e308}  # valid, but overflows once scaled
