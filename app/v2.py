@@ -9,7 +9,7 @@ so their clients (`tritonclient`, the KServe SDK) and tooling work with this ser
 
 Served straight from ASGI like /predict (`app.lane`), with the same auth, content type,
 body size and time limits, and on the same data plane: a V2 request is read into the rows a
-/predict body becomes (`app.v2_tensors`), validated by the same schema, predicted by the same
+/predict body becomes (`app.v2_inputs`), validated by the same schema, predicted by the same
 batcher. The name is the served model's (registered, or the run's model name); another name,
 or a version other than the one served, is 404. Errors are the protocol's `{"error": "..."}`
 with the service's messages; invalid input is 400 here (the protocol's and Triton's and
@@ -41,15 +41,9 @@ from app.errors import (
 from app.lane import Route, check_content_type, request_id_of, respond, within_limits
 from app.settings import Settings
 from app.slot import ServedModel
-from app.v2_tensors import (
-    BINARY_UNSUPPORTED,
-    PREDICT,
-    OutputSpec,
-    TensorReader,
-    encode_outputs,
-    input_metadata,
-    output_specs,
-)
+from app.v2_inputs import TensorReader
+from app.v2_model import ModelTensors
+from app.v2_request import BINARY_UNSUPPORTED
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +85,7 @@ def _endpoints() -> dict[tuple[str, bool], Endpoint]:
 
 ENDPOINTS = _endpoints()
 _MODEL_TAILS = {(): "model", ("ready",): "model_ready", ("infer",): "infer"}
+_MATCHED_PATHS = 64
 
 
 def match(segments: list[str]) -> tuple[str, str | None, str | None] | None:
@@ -130,58 +125,6 @@ def render_v2(exc: BaseException) -> Rendered:
     return (400 if status == InvalidInput.status else status), body, headers
 
 
-@dataclass(frozen=True, slots=True)
-class ModelTensors:
-    """A served model as the protocol describes it (computed once per model)."""
-
-    name: str
-    version: str | None
-    outputs: tuple[OutputSpec, ...]
-    metadata_json: bytes
-    ready_json: bytes
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.outputs) or (PREDICT,)
-
-    def check(self, name: str | None, version: str | None) -> None:
-        """404 unless the path names this model (and its version, if it names one)."""
-        if name != self.name:
-            raise NotFound(f"unknown model: this service serves model '{self.name}'")
-        if version is not None and version != self.version:
-            served = (
-                f"version {self.version}"
-                if self.version
-                else "a model without a registered version (from a run)"
-            )
-            raise NotFound(f"unknown version of model '{self.name}': this service serves {served}")
-
-    @classmethod
-    def of(cls, served: ServedModel) -> ModelTensors:
-        predictor = served.predictor
-        identity = predictor.identity
-        info = predictor.describe()
-        signature = info.get("signature") or {}
-        outputs = output_specs(signature.get("outputs"))
-        doc: dict[str, Any] = {"name": identity.name}
-        if identity.version:
-            doc["versions"] = [identity.version]
-        doc["platform"] = f"mlflow_{info.get('flavor') or 'python_function'}"
-        doc["inputs"] = input_metadata(predictor.schema)
-        doc["outputs"] = [
-            {"name": s.name, "datatype": s.datatype, "shape": s.shape}
-            for s in outputs
-            if s.datatype  # else the values decide, at each answer
-        ]
-        return cls(
-            identity.name,
-            identity.version,
-            outputs,
-            orjson.dumps(doc),
-            orjson.dumps({"name": identity.name, "ready": True}),
-        )
-
-
 def _server_json() -> bytes:
     try:
         version = metadata.version(SERVER_NAME)
@@ -198,6 +141,17 @@ class V2Lane:
         self.settings = settings
         self.server_json = _server_json()
         self._described: tuple[ServedModel, ModelTensors] | None = None
+        self._matched: dict[Any, tuple[str, str | None, str | None]] = {}
+        """Recent paths, matched (clients call a few paths many times)."""
+
+    def match(self, scope: Scope) -> tuple[str, str | None, str | None] | None:
+        key = scope.get("raw_path") or scope["path"]
+        found = self._matched.get(key)
+        if found is None:
+            found = match(segments(scope))
+            if found is not None and len(self._matched) < _MATCHED_PATHS:
+                self._matched[key] = found
+        return found
 
     def model(self, name: str | None, version: str | None) -> tuple[ServedModel, ModelTensors]:
         """The serving model, if the path names it (else 404; 503 while none is loaded)."""
@@ -255,31 +209,24 @@ class V2Lane:
                 BINARY_UNSUPPORTED, [{"loc": ["header", _BINARY_HEADER], "msg": "not supported"}]
             )
         check_content_type(headers.get("content-type"))
-        reader = TensorReader(served.predictor.schema, tensors.output_names)
-        read = reader.read
-
-        async def predict(body: bytes) -> tuple[ServedModel, list[Any]]:
-            return await self.plane.infer(body, read, request_id)
-
+        reader = TensorReader(tensors.inputs, tensors.output_names)
+        read, plane = reader.read, self.plane
         try:
             answering, predictions = await within_limits(
-                self.settings, receive, headers.get("content-length"), predict
+                self.settings,
+                receive,
+                headers.get("content-length"),
+                lambda body: plane.infer(body, read, request_id),
             )
         except InvalidInput as exc:
             raise reader.relocate(exc) from None
         if answering is not served:  # another model was swapped in meanwhile
             tensors = self.describe(answering)
             tensors.check(name, version)
-        doc: dict[str, Any] = {"model_name": tensors.name}
-        if tensors.version:
-            doc["model_version"] = tensors.version
-        if reader.id is not None:
-            doc["id"] = reader.id
-        doc["outputs"] = encode_outputs(predictions, tensors.outputs, reader.requested)
-        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        return tensors.answer(reader.id, predictions, reader.requested)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = match(segments(scope))
+        found = self.match(scope)
         if found is None:
             await respond(send, _not_found(), render_v2)
             return

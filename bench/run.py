@@ -4,6 +4,7 @@
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
                                   [--c-shapes dataframe_records,records,dataframe_split,instances]
+                                  [--v2 [columns|matrix]]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -27,6 +28,8 @@ In one run it
 
 With --log, case (b) also drives "api+log": the API with its prediction log on (issue 11), in
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
+With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
+door with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
 
 Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
 on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
@@ -67,12 +70,14 @@ MODEL_URI = "models:/sk_model@champion"
 NOISY_CORES = 0.2  # CPU used by processes not ours during a run, above which we warn
 
 sys.path.insert(0, str(ROOT))
+import against  # noqa: E402  (bench/, this script's folder)
 import logcost  # noqa: E402  (bench/, this script's folder)
+import v2cost  # noqa: E402
 
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
-SERVERS = ("api", logcost.SERVER, "mlflow", "floor")
+SERVERS = ("api", v2cost.SERVER, logcost.SERVER, "mlflow", "floor")
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ def start_servers(
     workers: int,
     mlflow_workers: int | None,
     log_url: str | None = None,
+    baseline: against.Checkout | None = None,
 ) -> tuple[dict[str, tuple[Server, str]], dict[str, Any]]:
     """Start the servers; return {name: (server, predict url)} and what was started how."""
     env = store_env()
@@ -235,6 +241,9 @@ def start_servers(
         api += ["--workers", str(api_workers)]
     if "api" in which:
         start("api", api, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
+    if baseline is not None:
+        extra = {"MODEL_URI": MODEL_URI, **baseline.env()}
+        start(baseline.server, api, extra, "/predict", "/readyz")
     if logcost.SERVER in which and log_url is not None:
         extra = {"MODEL_URI": MODEL_URI, "PREDICTION_LOG_URL": log_url}
         start(logcost.SERVER, api, extra, "/predict", "/readyz")
@@ -311,15 +320,17 @@ def check_predictions(
                     raise BenchError(
                         f"api: {label} payload in {other_fmt} format answers differently"
                     )
-        if len(answers) == 2 and answers["api"] != answers["mlflow"]:
+        for other in [n for n in answers if n != "api"]:
+            if "api" not in answers or answers["api"] == answers[other]:
+                continue
             diff = [
                 i
-                for i, (x, y) in enumerate(zip(answers["api"], answers["mlflow"], strict=False))
+                for i, (x, y) in enumerate(zip(answers["api"], answers[other], strict=False))
                 if x != y
             ]
             raise BenchError(
-                f"predictions differ for the {label} payload: api {len(answers['api'])} vs mlflow"
-                f" {len(answers['mlflow'])} answers, first differing rows {diff[:10]}"
+                f"predictions differ for the {label} payload: api {len(answers['api'])} vs"
+                f" {other} {len(answers[other])} answers, first differing rows {diff[:10]}"
             )
         classes = sorted({str(p) for p in next(iter(answers.values()), [])})
         log(
@@ -405,6 +416,31 @@ def _one_core_child(rows_file: str, seconds: float) -> None:
     print(json.dumps(out))
 
 
+def check_v2(
+    servers: dict[str, tuple[Server, str]],
+    urls: dict[str, str],
+    payloads: dict[str, list[list[float]]],
+    args: argparse.Namespace,
+    model: dict[str, Any],
+    tmp: Path,
+) -> Path:
+    """With --v2: "api (V2)" is the API's process on its V2 infer route, which must answer the
+    payloads as /predict does; returns the file of the one-row V2 body."""
+    url = v2cost.infer_url(urls["api"], str(model["registered_name"]))
+    servers[v2cost.SERVER], urls[v2cost.SERVER] = (servers["api"][0], url), url
+    features = list(IRIS_FEATURES)
+    v2_bodies = {label: v2cost.body(rows, features, args.v2) for label, rows in payloads.items()}
+    problem = v2cost.check(
+        urls["api"], url, {k: body(r, args.format) for k, r in payloads.items()}, v2_bodies
+    )
+    if problem:
+        raise BenchError(problem)
+    log(f"V2 ({args.v2}) answers every payload as /predict does")
+    path = tmp / "1-row-v2.json"
+    path.write_bytes(v2_bodies["1-row"])
+    return path
+
+
 # -- load ------------------------------------------------------------------------------------
 
 
@@ -484,10 +520,28 @@ def wrk(binary: str, url: str, body_file: Path, case: Case, seconds: float) -> d
     }
 
 
+def _server_order(server: str) -> int:
+    return SERVERS.index(server) if server in SERVERS else 1  # api@REV right after api
+
+
+def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median req/s (the lower middle of an even count), with the spread."""
+    ranked = sorted(results, key=lambda r: r["rps"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["rounds_rps"] = [round(r["rps"], 1) for r in results]
+    return chosen
+
+
+def _spread(result: dict[str, Any]) -> str:
+    """With --rounds: every round's req/s (the row shows the median round)."""
+    rounds = result.get("rounds_rps", [])
+    return "   rounds: " + " / ".join(f"{x:,.0f}" for x in rounds) if len(rounds) > 1 else ""
+
+
 def ratios(case: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     api = case.get("api")
-    for other in ("mlflow", "floor"):
+    for other in ("mlflow", "floor", *(s for s in case if against.is_against(s))):
         ref = case.get(other)
         if api is None or ref is None:
             continue
@@ -614,7 +668,7 @@ def report(doc: dict[str, Any]) -> str:
         f" {o['mlflow_workers'] or 'default'}; env {m['env'] or '{}'}"
     )
     header = (
-        f"{'case':<34}{'server':<8}{'req/s':>10}{'rows/s':>12}"
+        f"{'case':<34}{'server':<12}{'req/s':>10}{'rows/s':>12}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}   cores: server wrk others"
     )
     lines += ["", header, "-" * len(header)]
@@ -623,14 +677,15 @@ def report(doc: dict[str, Any]) -> str:
         title = (
             f"({name[0]}) {CASES[name[0]].title}" if shape is None else f"(c) 1000 rows, {shape}"
         )
-        for server in SERVERS:
+        for server in sorted(case["servers"], key=_server_order):
             r = case["servers"].get(server)
             if r is None:
                 continue
             lines.append(
-                f"{title:<34}{server:<8}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
+                f"{title:<34}{server:<12}{r['rps']:>10,.0f}{r['rows_per_s']:>12,.0f}"
                 f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}"
                 f"{r['server_cores']:>17.2f}{r['wrk_cores']:>5.2f}{r['other_cores']:>7.2f}"
+                + _spread(r)
             )
             title = ""
         for pair, ratio in case["ratios"].items():
@@ -677,6 +732,8 @@ def report(doc: dict[str, Any]) -> str:
         lines.append(f"  {verdict}  {label:<52} {detail}")
     if doc["options"].get("log"):
         lines += ["", *logcost.report_lines(doc["cases"])]
+    if doc["options"].get("v2"):
+        lines += ["", *v2cost.report_lines(doc["cases"], doc["options"]["v2"])]
     return "\n".join(lines)
 
 
@@ -711,10 +768,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="case (b) also against the API with its prediction log on (issue 11), in a fresh"
         " PostgreSQL database (BENCH_POSTGRES_URL's server) dropped afterwards",
     )  # fmt: skip
+    parser.add_argument(
+        "--v2", nargs="?", const="columns", choices=v2cost.LAYOUTS,
+        help="case (b) also through the API's V2 infer route with the same row: one tensor per"
+        " feature (columns, the default) or one [1, 4] tensor (matrix); see bench/v2cost.py",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure every server this many times per case, in alternating order, and report"
+        " the median round (1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--against", metavar="REV",
+        help="also serve the API of git revision REV (a temporary worktree, this virtualenv)"
+        " beside this one, in every case: 'api@<sha>' (bench/against.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER}
+    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER, v2cost.SERVER}
     if args.log:
         only.add(logcost.SERVER)
+    if args.v2:
+        only.add(v2cost.SERVER)
     args.only = [s for s in SERVERS if s in only]
     args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     args.c_shapes = [c for c in C_SHAPES if c in {x.strip() for x in args.c_shapes.split(",")}]
@@ -724,9 +798,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--only and --cases must name at least one server and one case")
     if args.log and ("api" not in args.only or logcost.CASE not in args.cases):
         parser.error(f"--log compares with the API in case ({logcost.CASE}): keep both")
-    if args.duration < 1 or args.warmup < 0 or args.workers < 1:
-        parser.error("--duration >= 1, --warmup >= 0 and --workers >= 1")
+    if args.v2 and ("api" not in args.only or v2cost.CASE not in args.cases):
+        parser.error(f"--v2 compares with the API in case ({v2cost.CASE}): keep both")
+    if args.against and "api" not in args.only:
+        parser.error("--against compares with the API: keep it in --only")
+    if args.duration < 1 or args.warmup < 0 or args.workers < 1 or args.rounds < 1:
+        parser.error("--duration >= 1, --warmup >= 0, --workers >= 1 and --rounds >= 1")
     return args
+
+
+def measure_one(
+    args: argparse.Namespace,
+    wrk_binary: str,
+    servers: dict[str, tuple[Server, str]],
+    urls: dict[str, str],
+    files: dict[str, Path],
+    log_db: logcost.LogDatabase | None,
+    server: str,
+    case: Case,
+    shape: str | None,
+    *,
+    tally: bool,
+) -> dict[str, Any]:
+    """One server in one case: warm-up, then the measure (with --log, the log's accounting
+    when `tally`: it stops api+log, so only in the last round)."""
+    if server == v2cost.SERVER:
+        sent = files[v2cost.SERVER]
+    elif shape is None:
+        sent = files["1-row" if case.rows == 1 else "1000-row"]
+    else:
+        sent = files[MLFLOW_SHAPE.get(shape, shape) if server == "mlflow" else shape]
+    proc = servers[server][0].proc
+    if args.warmup > 0:
+        wrk(wrk_binary, urls[server], sent, case, args.warmup)
+    logged = server == logcost.SERVER and log_db is not None and tally
+    if logged and log_db:
+        before = logcost.baseline(urls[server], log_db)
+    result = measure(wrk_binary, urls[server], sent, case, args.duration, proc.pid)
+    if proc.poll() is not None:
+        raise BenchError(f"{server} exited ({proc.returncode}) during case ({case.name})")
+    if logged and log_db:
+        result["log"] = logcost.tally(
+            servers[server][0], urls[server], log_db, before, result, case.rows, case.connections
+        )
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -752,11 +867,18 @@ def run(args: argparse.Namespace) -> int:
     doc["options"]["c_shapes"] = args.c_shapes
     if "c" in args.cases:
         doc["one_core"] = one_core_limit(many, max(args.duration / 2, 2.0))
+    doc["options"]["v2"] = args.v2
+    doc["options"]["rounds"] = args.rounds
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         log_db = stack.enter_context(logcost.log_database()) if args.log else None
+        baseline = stack.enter_context(against.checkout(args.against)) if args.against else None
         servers, doc["setup"] = start_servers(
-            stack, args.only, args.workers, args.mlflow_workers, log_db.url if log_db else None
-        )
+            stack, args.only, args.workers, args.mlflow_workers, log_db.url if log_db else None,
+            baseline,
+        )  # fmt: skip
+        if baseline is not None:
+            doc["options"]["against"] = {"rev": args.against, "commit": baseline.commit}
+            args.only.insert(args.only.index("api") + 1, baseline.server)
         urls = {name: url for name, (_, url) in servers.items()}
         check_predictions(
             {k: v for k, v in urls.items() if k != logcost.SERVER}, payloads, args.format
@@ -772,40 +894,35 @@ def run(args: argparse.Namespace) -> int:
         for shape in {*args.c_shapes, *(MLFLOW_SHAPE.get(x, x) for x in args.c_shapes)}:
             files[shape] = Path(tmp) / f"c-{shape}.json"
             files[shape].write_bytes(shape_body(many, shape))
+        if args.v2:
+            files[v2cost.SERVER] = check_v2(servers, urls, payloads, args, model, Path(tmp))
         runs = [(n, n, None) for n in args.cases if n != "c"]
         runs += [(f"c {shape}", "c", shape) for shape in args.c_shapes if "c" in args.cases]
         for key, name, shape in runs:
             case = CASES[name]
-            measured: dict[str, Any] = {}
-            for server in args.only:
-                if server == logcost.SERVER and name != logcost.CASE:
-                    continue
-                if shape is None:
-                    body_file = files["1-row" if case.rows == 1 else "1000-row"]
-                else:
-                    body_file = files[
-                        MLFLOW_SHAPE.get(shape, shape) if server == "mlflow" else shape
-                    ]
-                proc = servers[server][0].proc
-                if args.warmup > 0:
-                    wrk(wrk_binary, urls[server], body_file, case, args.warmup)
-                if server == logcost.SERVER and log_db:
-                    before = logcost.baseline(urls[server], log_db)
-                result = measure(wrk_binary, urls[server], body_file, case, args.duration, proc.pid)
-                if proc.poll() is not None:
-                    raise BenchError(f"{server} exited ({proc.returncode}) during case ({name})")
-                if server == logcost.SERVER and log_db:
-                    result["log"] = logcost.tally(
-                        servers[server][0], urls[server], log_db, before, result, case.rows,
-                        case.connections,
-                    )  # fmt: skip
-                measured[server] = result
-                log(
-                    f"({key}) {server}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
-                    f" p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; cores: server"
-                    f" {result['server_cores']:.2f}, wrk {result['wrk_cores']:.2f},"
-                    f" others {result['other_cores']:.2f}"
-                )
+            rounds: dict[str, list[dict[str, Any]]] = {}
+            for round_ in range(args.rounds):
+                # Alternate the order, so that no server is always measured first or last.
+                order = args.only if round_ % 2 == 0 else args.only[::-1]
+                for server in order:
+                    if server == logcost.SERVER and name != logcost.CASE:
+                        continue
+                    if server == v2cost.SERVER and name != v2cost.CASE:
+                        continue
+                    last = round_ == args.rounds - 1
+                    result = measure_one(args, wrk_binary, servers, urls, files, log_db,
+                                         server, case, shape, tally=last)  # fmt: skip
+                    rounds.setdefault(server, []).append(result)
+                    log(
+                        f"({key}) {server}: {result['rps']:,.0f} req/s, p50"
+                        f" {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms,"
+                        f" {result['errors']} errors; cores: server {result['server_cores']:.2f},"
+                        f" wrk {result['wrk_cores']:.2f}, others {result['other_cores']:.2f}"
+                    )
+            measured = {server: _median(results) for server, results in rounds.items()}
+            for server, results in rounds.items():
+                if "log" in results[-1]:  # the log's accounting: from the last round
+                    measured[server]["log"] = results[-1]["log"]
             doc["cases"][key] = {
                 "case": vars(case),
                 "shape": shape,
@@ -816,11 +933,12 @@ def run(args: argparse.Namespace) -> int:
         {c: v["servers"] for c, v in doc["cases"].items()}, doc.get("one_core", {}).get("limit")
     )
     doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
+    doc["v2_targets"] = v2cost.targets(doc["cases"]) if args.v2 else []
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(report(doc))
     print(f"\nresults: {out.relative_to(ROOT)}")
-    verdicts = [passed for _, passed, _ in doc["targets"] + doc["log_targets"]]
+    verdicts = [p for _, p, _ in doc["targets"] + doc["log_targets"] + doc["v2_targets"]]
     return 1 if any(passed is False for passed in verdicts) else 0
 
 
@@ -836,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     try:
         return run(args)
-    except BenchError as exc:
+    except (BenchError, against.AgainstError) as exc:
         log(f"error: {exc}")
         return 2
     except KeyboardInterrupt:

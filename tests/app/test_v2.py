@@ -206,6 +206,11 @@ BAD: dict[str, tuple[Any, str]] = {
     "no_datatype": (_with(M, datatype=None), "inputs[0].datatype: field required"),
     "no_data": ({"inputs": [{k: v for k, v in M.items() if k != "data"}]}, ".data: field required"),
     "bad_datatype": (_with(M, datatype="FP128"), "inputs[0].datatype: unsupported datatype"),
+    "datatype_array": (_with(M, datatype=["FP64"]), "inputs[0].datatype: unsupported datatype"),
+    "model_refuses_the_row": (
+        {"inputs": matrix([[6.7, 1.7e308, 5.7, 2.1]])},
+        "inputs[0].data[0]: the model cannot predict on these values",
+    ),
     "negative_shape": (_with(M, shape=[-2, 4]), "shape: expected an array of non-negative"),
     "bool_shape": (_with(M, shape=[True, 4]), "shape: expected an array of non-negative"),
     "data_not_array": (_with(M, data={"x": SECRET}), "inputs[0].data: expected an array, got"),
@@ -285,6 +290,7 @@ BAD_COLUMNS: dict[str, tuple[Any, str]] = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 1.7e308, scaled
 @pytest.mark.parametrize("case", [*BAD, *(f"columns_{k}" for k in BAD_COLUMNS)])
 def test_bad_requests_answer_400_saying_what_is_wrong_without_echoing_it(
     client: TestClient, case: str
