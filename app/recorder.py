@@ -43,20 +43,39 @@ class Observation:
     seconds: float
 
 
-def _matrix(served: ServedModel, data: np.ndarray | pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """The rows as a float matrix and its column names (non-numeric columns left out)."""
-    schema = served.predictor.schema
-    if isinstance(data, np.ndarray):
-        return list(schema.array_order), data
-    numeric = data.select_dtypes("number")
+def _frame_matrix(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """A frame's numeric columns as a float matrix, and their names."""
+    numeric = frame.select_dtypes("number")
     return [str(c) for c in numeric.columns], numeric.to_numpy(dtype=np.float64)
 
 
-def _records(names: list[str], matrix: np.ndarray, data: Any) -> list[dict[str, Any]]:
-    """The rows as the client's records (every input, not only the numeric ones)."""
-    if isinstance(data, pd.DataFrame):
-        return data.to_dict(orient="records")  # type: ignore[return-value]
-    return [dict(zip(names, row, strict=True)) for row in matrix.tolist()]
+def _escape(text: str) -> str:
+    """JSON text escaped for COPY's text format: orjson writes no raw tab or line break, so
+    only a backslash (from an escape in a string) needs doubling."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _frame_inputs(frame: pd.DataFrame) -> list[str]:
+    """A frame's rows as the client's records (every input, not only the numeric ones)."""
+    records = frame.to_dict(orient="records")
+    return [
+        _escape(orjson.dumps(r, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+        for r in records
+    ]
+
+
+def _matrix_inputs(names: list[str], matrix: np.ndarray) -> list[str]:
+    """A float matrix's rows as JSON objects keyed by `names`, ready for COPY. One encoding
+    of the whole matrix, cut into rows (its numbers hold no bracket or comma), then each
+    row's values set into a template of the keys: no dict per row."""
+    if not len(matrix):
+        return []
+    keys = [_escape(orjson.dumps(name).decode()) for name in names]
+    template = "{" + ",".join(f"{k.replace('%', '%%')}:%s" for k in keys) + "}"
+    text = orjson.dumps(
+        np.ascontiguousarray(matrix, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    return [template % tuple(row.split(",")) for row in text.decode()[2:-2].split("],[")]
 
 
 class Recorder:
@@ -130,19 +149,32 @@ class Recorder:
 
     def _process(self, batch: list[Observation]) -> None:
         lines: list[str] = []
-        for seen in batch:
-            identity = seen.served.predictor.identity
+        for group in _runs(batch):
+            first = group[0]
+            identity = first.served.predictor.identity
             key = (identity.name, identity.version or "")
-            names, matrix = _matrix(seen.served, seen.data)
-            self.drift.add(key, names, seen.served.predictor.metadata, matrix, seen.predictions)
-            self.accuracy.add(seen.request_id, key, seen.predictions)
+            if isinstance(first.data, np.ndarray):
+                names = list(first.served.predictor.schema.array_order)
+                matrices = [o.data for o in group if isinstance(o.data, np.ndarray)]  # all are
+                rows = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+            else:
+                names, rows = _frame_matrix(first.data)
+            predictions = [p for seen in group for p in seen.predictions]
+            self.drift.add(key, names, first.served.predictor.metadata, rows, predictions)
+            for seen in group:
+                self.accuracy.add(seen.request_id, key, seen.predictions)
             if self.log is not None:
-                lines.extend(self._lines(seen, _records(names, matrix, seen.data)))
+                inputs = (
+                    _matrix_inputs(names, rows)
+                    if isinstance(first.data, np.ndarray)
+                    else _frame_inputs(first.data)
+                )
+                lines.extend(_lines(group, self._model_field(first.served), inputs))
         if lines and self.log is not None:
             self.log.add(lines)
 
-    def _lines(self, seen: Observation, records: list[dict[str, Any]]) -> list[str]:
-        served = seen.served
+    def _model_field(self, served: ServedModel) -> str:
+        """The log's model columns (name, version, run id) as COPY text, kept per model."""
         model = self._model_fields.get(id(served))
         if model is None:
             identity = served.predictor.identity
@@ -152,13 +184,50 @@ class Recorder:
             )
             if len(self._model_fields) > 16:  # models come and go; keep the few recent ones
                 self._model_fields.pop(next(iter(self._model_fields)))
-        at = datetime.fromtimestamp(seen.at, UTC).isoformat()
-        head = f"{at}\t{seen.request_id}\t"
+        return model
+
+
+def _runs(batch: list[Observation]) -> list[list[Observation]]:
+    """The batch cut where the serving model changes, and around each frame: a run's rows
+    go to drift in one piece (a frame's numeric columns are its own)."""
+    runs: list[list[Observation]] = []
+    last: int | None = None
+    for seen in batch:
+        kind = id(seen.served) if isinstance(seen.data, np.ndarray) else None
+        if kind is None or kind != last:
+            runs.append([])
+            last = kind
+        runs[-1].append(seen)
+    return runs
+
+
+_SECONDS: dict[int, str] = {}
+
+
+def _timestamp(at: float) -> str:
+    """`at` (Unix time) in ISO 8601 with microseconds and UTC offset, as PostgreSQL reads it;
+    the part up to the second is kept per second (it is the same for thousands of rows)."""
+    second = int(at)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) > 8:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{prefix}.{int((at - second) * 1_000_000):06d}+00:00"
+
+
+def _lines(group: list[Observation], model: str, inputs: list[str]) -> list[str]:
+    """The log's COPY lines for a run's rows; `inputs` holds every row's input JSON, in order."""
+    lines: list[str] = []
+    numpy = orjson.OPT_SERIALIZE_NUMPY
+    row = 0
+    for seen in group:
+        head = f"{_timestamp(seen.at)}\t{seen.request_id}\t"
         tail = f"\t{seen.seconds * 1000:.3f}\n"
-        return [
-            f"{head}{i}\t{model}\t"
-            f"{copy_field(orjson.dumps(record, default=str).decode())}\t"
-            f"{copy_field(orjson.dumps(prediction, option=orjson.OPT_SERIALIZE_NUMPY).decode())}"
-            f"{tail}"
-            for i, (record, prediction) in enumerate(zip(records, seen.predictions, strict=True))
-        ]
+        for i, prediction in enumerate(seen.predictions):
+            output = _escape(orjson.dumps(prediction, default=str, option=numpy).decode())
+            lines.append(f"{head}{i}\t{model}\t{inputs[row]}\t{output}{tail}")
+            row += 1
+    return lines
