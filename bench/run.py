@@ -923,6 +923,7 @@ def run(args: argparse.Namespace) -> int:
             for server, results in rounds.items():
                 if "log" in results[-1]:  # the log's accounting: from the last round
                     measured[server]["log"] = results[-1]["log"]
+                    measured[server]["db_cores"] = results[-1]["db_cores"]
             doc["cases"][key] = {
                 "case": vars(case),
                 "shape": shape,
