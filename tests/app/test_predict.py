@@ -239,3 +239,33 @@ def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> Non
     wrong_method = client.get("/predict")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_large_body_answers_and_refuses_as_a_small_one_does(
+    serve: AppFactory, iris_records: list[dict[str, float]], reference: Any
+) -> None:
+    """Bodies over 16 KiB are parsed and predicted together on a model thread: the same
+    predictions, and a row the model refuses is named by its index, as in a small body."""
+    records = (iris_records * 7)[:1000]
+
+    def refusing(rows: list[dict[str, float]], at: int) -> dict[str, Any]:
+        return {
+            "dataframe_records": [*rows[:at], {**rows[at], "sepal_width": 1.7e308}, *rows[at + 1 :]]
+        }
+
+    with serve(max_batch_rows=2000, max_body_bytes=1024 * 1024) as client:
+        for fmt, body in _formats(records).items():
+            assert len(json.dumps(body)) > 16 * 1024
+            response = post_json(client, body)
+            assert response.status_code == 200, (fmt, response.text)
+            assert response.json()["predictions"] == reference(records), fmt
+        small = post_json(client, refusing(records[:10], 7))
+        large = post_json(client, refusing(records, 637))
+    assert small.status_code == large.status_code == 422, (small.text, large.text)
+    small_details, large_details = (
+        small.json()["error"]["details"],
+        large.json()["error"]["details"],
+    )
+    assert [d["loc"] for d in small_details] == [["dataframe_records", 7]]
+    assert [d["loc"] for d in large_details] == [["dataframe_records", 637]]
+    assert large_details[0]["msg"] == small_details[0]["msg"]
