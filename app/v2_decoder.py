@@ -84,11 +84,15 @@ class V2Decoder:
             at = position.get(tensor.name)
             if at is None or columns[at] is not None:
                 return None  # not an input, or one sent twice
-            if tensor.shape != shape or len(tensor.data) != n:
+            data = tensor.data
+            if tensor.shape != shape or len(data) != n:
                 return None
-            columns[at] = tensor.data
+            columns[at] = data
+        sent = tuple([t.name for t in tensors])
+        if n == 1:  # a third cheaper than fromiter for one row
+            return np.array([[c[0] for c in columns]], dtype=np.float64), sent
         flat = np.fromiter(chain.from_iterable(zip(*columns, strict=True)), np.float64, n * width)
-        return flat.reshape(n, width), tuple(t.name for t in tensors)
+        return flat.reshape(n, width), sent
 
     def _nested_matrix(self, body: bytes, max_rows: int) -> DecodedV2 | None:
         try:

@@ -156,6 +156,10 @@ def _plain_columns(
     return Rows(rows, tuple(names), LOC), tuple(names)
 
 
+_DECODED = Rows([], None, LOC)
+"""The batch of a decoded request: only its location (for the rows the model refuses)."""
+
+
 class TensorReader:
     """Reads one inference request for a model with `inputs` and outputs `outputs`; then holds
     the request's `id`, the outputs it asked for, and where each column's values came from."""
@@ -183,7 +187,7 @@ class TensorReader:
             return None
         matrix, self._layout, self.id = decoded
         self._one_row = len(matrix) == 1
-        return matrix, Rows([], None, LOC)
+        return matrix, _DECODED
 
     def read(self, payload: Any, max_rows: int) -> Rows:
         """The request's rows (at most `max_rows`), or InvalidInput saying what is wrong."""
