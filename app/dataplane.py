@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 
 from app.batching import timed
+from app.decoders import Decoded
 from app.errors import InvalidInput, summarize
 from app.failures import one_line
 from app.payload import Batch, normalize
@@ -58,6 +59,14 @@ def parse_json(body: bytes) -> Any:
 
 Reader = Callable[[Any, int], Batch]
 """Reads a parsed body into a Batch (at most `max_rows` rows), or raises InvalidInput."""
+Decode = Callable[[InputSchema, bytes, int], Decoded | None]
+"""A door's compiled decoder: a plainly valid body for the schema -> the model input and the
+batch's location (at most `max_rows` rows), else None (read it the general way)."""
+
+
+def _decode_predict(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
+    """/predict's: the model's compiled decoder (`app.decoders`), if it has one."""
+    return None if schema.decoder is None else schema.decoder.decode(body, max_rows)
 
 
 class DataPlane:
@@ -68,40 +77,41 @@ class DataPlane:
         self.recorder = recorder
         self.max_rows = slot.settings.max_batch_rows
         self.fast_decoders = True
-        """Whether /predict bodies go through the model's compiled decoder first (tests
-        compare answers with it off)."""
+        """Whether bodies go through the door's compiled decoder first (tests compare
+        answers with it off)."""
 
     def parse(
-        self, schema: InputSchema, body: bytes, read: Reader, fast: bool = False
+        self, schema: InputSchema, body: bytes, read: Reader, decode: Decode | None = None
     ) -> tuple[np.ndarray | pd.DataFrame, Batch]:
         """JSON body -> model input, and the batch it came from (InvalidInput says what is
-        wrong). With `fast` (a /predict body), the model's compiled decoder tries first; a
-        body it does not take is read the general way, which answers the same for any body
-        both read (the fast path's batch carries only the location, for errors)."""
-        if fast and self.fast_decoders and schema.decoder is not None:
-            decoded = schema.decoder.decode(body, self.max_rows)
+        wrong). A door's compiled `decode` tries first; a body it does not take is read the
+        general way, which answers the same for any body both read (the fast path's batch
+        carries only the location, for errors)."""
+        if decode is not None and self.fast_decoders:
+            decoded = decode(schema, body, self.max_rows)
             if decoded is not None:
                 return decoded
         batch = read(parse_json(body), self.max_rows)
         return schema.parse(batch, booleans=b"true" in body or b"false" in body), batch
 
     async def infer(
-        self, body: bytes, read: Reader, request_id: str, *, fast: bool = False
+        self, body: bytes, read: Reader, request_id: str, decode: Decode | None = None
     ) -> tuple[ServedModel, list[Any]]:
-        """The serving model and its predictions for a body in the format `read` reads (the
-        caller bounds the time). Every protocol's door comes through here; what was predicted
-        is recorded (prediction log, drift, accuracy) off the request path."""
+        """The serving model and its predictions for a body in the format `read` reads, or
+        `decode` decodes when it can (the caller bounds the time). Every protocol's door comes
+        through here; what was predicted is recorded (prediction log, drift, accuracy) off the
+        request path."""
         start = time.perf_counter()
         served = self.slot.serving()
         served.in_flight += 1
         try:
             schema = served.predictor.schema
             if len(body) <= INLINE_BYTES:
-                data, batch = self.parse(schema, body, read, fast)
+                data, batch = self.parse(schema, body, read, decode)
                 predicted = None
             else:  # a large body crosses to a model thread once: parsed and predicted there
                 data, batch, predicted = await asyncio.get_running_loop().run_in_executor(
-                    served.executor, self._parse_and_predict, served, body, read, fast
+                    served.executor, self._parse_and_predict, served, body, read, decode
                 )
             try:
                 predictions = await served.predict(data) if predicted is None else predicted()
@@ -117,13 +127,13 @@ class DataPlane:
         return served, predictions
 
     def _parse_and_predict(
-        self, served: ServedModel, body: bytes, read: Reader, fast: bool
+        self, served: ServedModel, body: bytes, read: Reader, decode: Decode | None
     ) -> tuple[np.ndarray | pd.DataFrame, Batch, Callable[[], list[Any]]]:
         """(On a model thread) a large body's input, batch, and a callable that gives its
         predictions or raises what predicting raised. Its rows are many already, so it is
         not batched with others; one thread hop instead of two (parse, then predict) is
         ~25% more 1000-row requests a second on two cores."""
-        data, batch = self.parse(served.predictor.schema, body, read, fast)
+        data, batch = self.parse(served.predictor.schema, body, read, decode)
         try:
             predictions, seconds = timed(served.predictor.predict, data)
         except Exception as exc:
@@ -162,7 +172,7 @@ class DataPlane:
 
     async def predict(self, body: bytes, request_id: str) -> bytes:
         """JSON answer bytes for a /predict body."""
-        served, predictions = await self.infer(body, normalize, request_id, fast=True)
+        served, predictions = await self.infer(body, normalize, request_id, _decode_predict)
         return b'{"predictions":%s,"model":%s}' % (
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
             served.identity_json,

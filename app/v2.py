@@ -175,16 +175,13 @@ class V2Lane:
         name: str | None,
         version: str | None,
         headers: dict[str, str],
-        receive: Receive,
-        request_id: str,
     ) -> bytes:
+        """Every endpoint's answer but a POST to infer's (`infer`)."""
         if method != endpoint.method:
             raise MethodNotAllowed(endpoint.method)
         if endpoint.guarded:
             authorize(self.settings, Guard.CLIENT, headers.get("authorization"))
         kind = endpoint.kind
-        if kind == "infer":
-            return await self.infer(name, version, headers, receive, request_id)
         if kind == "live":
             return b'{"live":true}'
         if kind == "ready":
@@ -203,6 +200,8 @@ class V2Lane:
         receive: Receive,
         request_id: str,
     ) -> bytes:
+        """A POST to infer's answer."""
+        authorize(self.settings, Guard.CLIENT, headers.get("authorization"))
         served, tensors = self.model(name, version)
         if _BINARY_HEADER in headers:
             raise UnsupportedMediaType(
@@ -210,13 +209,13 @@ class V2Lane:
             )
         check_content_type(headers.get("content-type"))
         reader = TensorReader(tensors.inputs, tensors.output_names)
-        read, plane = reader.read, self.plane
+        read, decode, plane = reader.read, reader.decode, self.plane
         try:
             answering, predictions = await within_limits(
                 self.settings,
                 receive,
                 headers.get("content-length"),
-                lambda body: plane.infer(body, read, request_id),
+                lambda body: plane.infer(body, read, request_id, decode),
             )
         except InvalidInput as exc:
             raise reader.relocate(exc) from None
@@ -234,9 +233,11 @@ class V2Lane:
         endpoint = ENDPOINTS[(kind, version is not None)]
         scope["route"] = endpoint.route
         headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-        answer = self.answer(
-            endpoint, scope["method"], name, version, headers, receive, request_id_of(scope)
-        )
+        method = scope["method"]
+        if kind == "infer" and method == "POST":
+            answer = self.infer(name, version, headers, receive, request_id_of(scope))
+        else:
+            answer = self.answer(endpoint, method, name, version, headers)
         await respond(send, answer, render_v2)
 
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from app.decoders import Decoded
 from app.errors import InvalidInput, summarize
 from app.payload import Rows, check_size, json_type, safe_name
 from app.schema import MAX_ERRORS, InputSchema
 from app.v2_datatypes import FAMILY, FITS, NAMED, VALUES
+from app.v2_decoder import V2Decoder
 from app.v2_places import LOC, Layout, Place, data_loc, position
 from app.v2_request import Tensor, invalid, read_request
 
@@ -91,6 +93,8 @@ class ModelInputs:
     """The datatype families that fit every input (an [n, k] tensor's must)."""
     plain_values: dict[tuple[str, str], frozenset[type]]
     """For each input and datatype that fits it, the JSON types of the values it holds."""
+    decoder: V2Decoder | None
+    """Reads plainly valid bodies straight into the model's matrix (when /predict's can)."""
 
     @classmethod
     def of(cls, schema: InputSchema) -> ModelInputs:
@@ -103,7 +107,8 @@ class ModelInputs:
             if family in FITS[kind]
         }
         required = tuple(c.name for c in schema.columns if c.required)
-        return cls(schema, kinds, required, fit_all, plain_values)
+        decoder = V2Decoder(schema.names, schema.array_order) if schema.decoder else None
+        return cls(schema, kinds, required, fit_all, plain_values, decoder)
 
 
 def _plain_columns(
@@ -151,6 +156,10 @@ def _plain_columns(
     return Rows(rows, tuple(names), LOC), tuple(names)
 
 
+_DECODED = Rows([], None, LOC)
+"""The batch of a decoded request: only its location (for the rows the model refuses)."""
+
+
 class TensorReader:
     """Reads one inference request for a model with `inputs` and outputs `outputs`; then holds
     the request's `id`, the outputs it asked for, and where each column's values came from."""
@@ -166,6 +175,19 @@ class TensorReader:
         """The outputs asked for, in the model's order; None: all of them."""
         self._layout: Layout | None = None
         self._one_row = False
+
+    def decode(self, schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
+        """The matrix of a plainly valid body for `schema` (this reader's), or None: read it
+        the general way (`read`), which answers the same for any body both read."""
+        decoder = self.inputs.decoder
+        if decoder is None or schema is not self.schema:
+            return None  # (another model was swapped in meanwhile)
+        decoded = decoder.decode(body, max_rows)
+        if decoded is None:
+            return None
+        matrix, self._layout, self.id = decoded
+        self._one_row = len(matrix) == 1
+        return matrix, _DECODED
 
     def read(self, payload: Any, max_rows: int) -> Rows:
         """The request's rows (at most `max_rows`), or InvalidInput saying what is wrong."""

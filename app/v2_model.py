@@ -113,7 +113,7 @@ class ModelTensors:
     ) -> bytes:
         """The inference response's JSON."""
         first = predictions[0] if predictions else None
-        if self.single is not None and first is not None and not isinstance(first, dict | list):
+        if self.single is not None and first is not None and not isinstance(first, (dict, list)):
             # The one output, one value per row: the JSON around the values is the model's.
             head = self.head if ident is None else b'%s,"id":%s' % (self.head, orjson.dumps(ident))
             data = orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY)
