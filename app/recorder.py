@@ -3,8 +3,9 @@ accuracy.
 
 `record()` is all a request pays: one append of what it already has (the parsed matrix or
 frame, the predictions, the model, its id and latency). A background task takes what was
-recorded every quarter second and, on a thread, turns it into prediction-log rows, adds it to
-the drift window and remembers the predictions for POST /feedback. Every few seconds it
+recorded every quarter second and, on the event loop a slice at a time, turns it into
+prediction-log rows, adds it to the drift window and remembers the predictions for POST
+/feedback. Every few seconds it
 computes the drift metrics. When too many rows wait (the log's database slow or down), new
 requests' rows are dropped from the log and counted; nothing waits for them.
 """
@@ -31,6 +32,7 @@ from app.slot import ServedModel
 
 logger = logging.getLogger(__name__)
 TICK = 0.25
+SLICE = 200  # observations processed between two turns of the event loop
 
 
 @dataclass(slots=True)
@@ -128,8 +130,12 @@ class Recorder:
 
     async def _drain(self) -> None:
         batch, self._pending, self._pending_rows = self._pending, [], 0
-        if batch:
-            await anyio.to_thread.run_sync(self._process, batch)
+        # On the event loop, a slice at a time with a yield between: a thread would hold the
+        # GIL for milliseconds against the loop (the convoy effect: p99 at 32 connections
+        # went from 3 ms to 22 ms), a slice delays requests by well under a millisecond.
+        for start in range(0, len(batch), SLICE):
+            self._process(batch[start : start + SLICE])
+            await asyncio.sleep(0)
         if self.log is not None:
             self.metrics.log_queue.set(self.log.waiting + self._pending_rows)
             if self.log.waiting:
