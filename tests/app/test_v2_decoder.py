@@ -17,13 +17,20 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.dataplane import DataPlane, parse_json
+from app.dataplane import parse_json
 from app.errors import InvalidInput, UnsupportedMediaType
-from app.lane import PATH
 from app.schema import InputSchema
 from app.v2_inputs import ModelInputs, TensorReader
 from tests.app.conftest import AppFactory
-from tests.app.test_decoders import MAX_ROWS, SCHEMAS, Obj, _mutate_value, _value, dumps
+from tests.app.test_decoders import (
+    MAX_ROWS,
+    SCHEMAS,
+    Obj,
+    _mutate_value,
+    _value,
+    answers_with_decoders_on_and_off,
+    dumps,
+)
 from tests.iris import FEATURES
 
 BODIES = 2500
@@ -123,21 +130,7 @@ def served(serve: AppFactory) -> Iterator[TestClient]:
 
 
 def test_every_v2_answer_is_the_same_with_the_decoders_off(served: TestClient) -> None:
-    plane: DataPlane = served.app.lanes[PATH].plane  # type: ignore[attr-defined]
     rng = random.Random("v2-decoder-app")
-    statuses: dict[int, int] = {}
-    for _ in range(800):
-        body = v2_body(rng, FEATURES)
-        answers = []
-        for fast in (True, False):
-            plane.fast_decoders = fast
-            response = served.post(
-                "/v2/models/sk_model/infer",
-                content=body,
-                headers={"content-type": "application/json"},
-            )
-            answers.append((response.status_code, response.content))
-        plane.fast_decoders = True
-        assert answers[0] == answers[1], body[:200]
-        statuses[answers[0][0]] = statuses.get(answers[0][0], 0) + 1
+    bodies = (v2_body(rng, FEATURES) for _ in range(800))
+    statuses = answers_with_decoders_on_and_off(served, "/v2/models/sk_model/infer", bodies)
     assert statuses.get(200, 0) > 150 and statuses.get(400, 0) > 150, statuses
