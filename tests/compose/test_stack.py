@@ -305,9 +305,14 @@ def test_6_down_and_up_again_serve_the_same_version_without_retraining(stack: St
     stack.compose("up", "--detach", "--wait", timeout=UP_S)
     stack.timings["up again (data kept)"] = time.monotonic() - started
     assert predict(stack)["model"] == served
+    # Its JSON result is on stdout, the "not training" line on stderr: `compose logs` merges
+    # the two streams by timestamp, so either may come last.
     trainer = stack.output_of("trainer")
-    result = json.loads(trainer[-1])
+    results = [json.loads(line) for line in trainer if line.startswith("{")]
+    assert len(results) == 1, trainer
+    result = results[0]
     assert result["skipped"] is True, trainer
+    assert any(line.endswith("not training") for line in trainer), trainer
     assert str(result["version"]) == served["version"]
     assert {run["info"]["run_id"] for run in experiment_runs(stack)} == runs
 
