@@ -1,8 +1,7 @@
 """Running the app under uvicorn: one process, or a supervisor and N worker processes.
 
-- Every accepted TCP connection gets TCP_NODELAY. uvicorn leaves it unset on a socket shared
-  by several workers (uvicorn #3149), which delays each small keep-alive answer by ~40 ms
-  (Nagle + delayed ACK); setting it in the HTTP protocol fixes it for any worker count.
+- Connections are served by `app.protocol.ServingHttpProtocol`: uvicorn's httptools protocol
+  with TCP_NODELAY on every connection and one write per answer.
 - With N > 1 workers the supervisor binds the socket, starts N spawned workers that serve on
   it, and points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder so /metrics adds up all workers.
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
@@ -12,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -26,9 +24,9 @@ import time
 from collections.abc import Callable
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.observe import RequestIdFilter
+from app.protocol import ServingHttpProtocol
 from app.settings import Settings
 from app.workers import SHARED_DIR_ENV
 
@@ -36,17 +34,6 @@ logger = logging.getLogger(__name__)
 MULTIPROC_ENV = SHARED_DIR_ENV
 SHUTDOWN_GRACE = 30
 """Seconds requests in flight get to finish after SIGTERM."""
-
-
-class NoDelayHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with Nagle's algorithm off on every connection."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
 
 
 def configure_logging(level: str) -> None:
@@ -89,7 +76,7 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        http=NoDelayHttpToolsProtocol,
+        http=ServingHttpProtocol,
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=False,

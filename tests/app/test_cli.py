@@ -6,6 +6,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import urllib.error
@@ -78,6 +80,63 @@ def test_run_id_and_model_name_work_as_in_the_seed(trained: TrainedModel, tmp_pa
         s.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
         body = _post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)
     assert body["model"]["uri"] == trained.runs_uri
+
+
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_in, the segments received that carried data.
+_DATA_SEGS_IN = 152
+
+
+def _data_segments_in(conn: socket.socket) -> int:
+    info = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, _DATA_SEGS_IN)[0])
+
+
+def _exchange(conn: socket.socket, request: bytes) -> tuple[int, bytes]:
+    """Send one request on a keep-alive connection; the answer's status and body."""
+    conn.sendall(request)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += conn.recv(1 << 16)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    while len(body) < int(fields["content-length"]):
+        body += conn.recv(1 << 16)
+    return int(lines[0].split()[1]), body
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux's TCP_INFO")
+def test_every_answer_leaves_in_one_segment(trained: TrainedModel, tmp_path: Path) -> None:
+    """Status line, headers and body reach the client in one TCP segment, not two (uvicorn
+    writes the headers and the body separately; with Nagle off that was two segments an
+    answer, which the client's kernel and the network pay for at every request)."""
+    port = free_port()
+    env = python_env(
+        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
+        drop=MLFLOW_VARS,
+    )
+
+    def post(body: bytes) -> bytes:
+        head = b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    requests = [
+        post(json.dumps(IRIS_EXAMPLE).encode()),
+        post(b'{"records": [{"sepal_length": "x"}]}'),
+        b"GET /model-info HTTP/1.1\r\nHost: t\r\n\r\n",
+    ]
+    with running([sys.executable, "-m", "app", "--port", str(port)], env, tmp_path / "a.log") as s:
+        s.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            answers = [_exchange(conn, r) for _ in range(10) for r in requests]
+            segments = _data_segments_in(conn)
+            # The last answer before a close is written, then the connection closed.
+            conn.sendall(b"GET /model-info HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            last = b"".join(iter(lambda: conn.recv(1 << 16), b""))
+    assert last.startswith(b"HTTP/1.1 200") and last.endswith(b"}"), last[-200:]
+    assert [status for status, _ in answers] == [200, 422, 200] * 10
+    assert json.loads(answers[0][1])["model"]["uri"] == trained.alias_uri
+    assert segments == len(answers), f"{segments} segments for {len(answers)} answers"
 
 
 def test_embedded_default_store_trains_and_serves_from_one_folder(tmp_path: Path) -> None:
