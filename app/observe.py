@@ -62,6 +62,10 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send, self.app)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """An HTTP request, answered by `app` (the app's lanes are handed here directly)."""
         start = time.perf_counter()
         sent = _sent_id(scope)
         valid = sent is None or _VALID_ID.fullmatch(sent) is not None
@@ -80,7 +84,7 @@ class RequestMiddleware:
 
         try:
             if valid:
-                await self.app(scope, receive, send_with_id)
+                await app(scope, receive, send_with_id)
             else:
                 await _refuse_id(send_with_id)
         finally:
