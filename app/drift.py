@@ -1,9 +1,10 @@
 """Drift and live accuracy of the serving model, exported in /metrics.
 
-`DriftMonitor` keeps a window of the most recent rows and predictions of the serving model.
-Every DRIFT_INTERVAL seconds (off the request path) it sets, per feature, the population
-stability index of the window against the baseline the trainer logged with the model
-(model_serving.baseline), and the predicted class shares beside the training ones. A model
+`DriftMonitor` keeps a window of the most recent rows and predictions of the serving model
+(added on the event loop as requests are answered: a deque append). Every DRIFT_INTERVAL
+seconds a snapshot of the window is measured off the event loop, which sets, per feature,
+the population stability index of the window against the baseline the trainer logged with
+the model (model_serving.baseline), and the predicted class shares beside the training ones. A model
 without a baseline serves without drift metrics.
 
 `LiveAccuracy` remembers recent predictions by request id; labels sent to POST /feedback are
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from prometheus_client import Gauge
@@ -79,27 +80,51 @@ class DriftMonitor:
             self._count -= len(self._rows.popleft())
         self._predictions.extend(predictions)
 
-    def compute(self) -> None:
-        """Set the gauges from the window (PSI per feature, predicted class shares)."""
+    def snapshot(self) -> DriftSnapshot | None:
+        """(On the event loop, where rows are added) what the next computation works on."""
         if self._key is None or self._baseline is None or not self._rows:
-            return
-        name, version = self._key
-        window = np.concatenate(list(self._rows))[-self.window :]
-        features = self._baseline["features"]
-        for i, feature in enumerate(self._names):
+            return None
+        return DriftSnapshot(
+            self._key, self._names, self._baseline, list(self._rows), list(self._predictions)
+        )
+
+    def measure(self, snap: DriftSnapshot) -> list[tuple[Gauge, tuple[str, ...], float]]:
+        """(Anywhere: it reads only the snapshot) PSI per feature and predicted class shares."""
+        name, version = snap.key
+        window = np.concatenate(snap.rows)[-self.window :]
+        features = snap.baseline["features"]
+        values: list[tuple[Gauge, tuple[str, ...], float]] = []
+        for i, feature in enumerate(snap.names):
             spec = features.get(feature)
             if spec is None:
                 continue
             actual = baseline.shares(spec["edges"], window[:, i].tolist())
             psi = baseline.psi(spec["shares"], actual)
-            self._set(self.metrics.feature_psi, (name, version, feature), psi)
+            values.append((self.metrics.feature_psi, (name, version, feature), psi))
         counts: dict[str, int] = {}
-        for value in self._predictions:
+        for value in snap.predictions:
             counts[str(value)] = counts.get(str(value), 0) + 1
-        total = len(self._predictions)
-        for label in set(counts) | set(self._baseline["classes"]):
+        total = len(snap.predictions)
+        for label in set(counts) | set(snap.baseline["classes"]):
             share = counts.get(label, 0) / total if total else 0.0
-            self._set(self.metrics.predicted_class_share, (name, version, label), share)
+            values.append((self.metrics.predicted_class_share, (name, version, label), share))
+        return values
+
+    def publish(
+        self, snap: DriftSnapshot, values: list[tuple[Gauge, tuple[str, ...], float]]
+    ) -> None:
+        """(On the event loop) set the gauges, unless another model serves since."""
+        if snap.key == self._key:
+            for gauge, labels, value in values:
+                self._set(gauge, labels, value)
+
+
+class DriftSnapshot(NamedTuple):
+    key: tuple[str, str]
+    names: tuple[str, ...]
+    baseline: dict[str, Any]
+    rows: list[np.ndarray]
+    predictions: list[Any]
 
 
 class LiveAccuracy:

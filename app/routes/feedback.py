@@ -61,7 +61,6 @@ async def feedback(request: Request) -> Response:
     prediction log on, the labels are stored beside it (table prediction_feedback)."""
     body = await _read(request)
     recorder: Recorder = request.app.state.recorder
-    await recorder.sync()
     known = recorder.accuracy.predictions(body.request_id)
     stored = False
     if recorder.log is not None:
