@@ -231,16 +231,25 @@ def _timestamp(at: float) -> str:
     return f"{prefix}.{int((at - second) * 1_000_000):06d}+00:00"
 
 
+def _outputs(predictions: list[Any]) -> list[str]:
+    """Each prediction's JSON, escaped for COPY: numbers (most models' answers) in one
+    encoding cut at the commas, anything else one at a time."""
+    if all(type(p) is int or type(p) is float for p in predictions):
+        text = orjson.dumps(predictions).decode()
+        return text[1:-1].split(",") if predictions else []
+    numpy = orjson.OPT_SERIALIZE_NUMPY
+    return [_escape(orjson.dumps(p, default=str, option=numpy).decode()) for p in predictions]
+
+
 def _lines(group: list[Observation], model: str, inputs: list[str]) -> list[str]:
     """The log's COPY lines for a run's rows; `inputs` holds every row's input JSON, in order."""
     lines: list[str] = []
-    numpy = orjson.OPT_SERIALIZE_NUMPY
+    outputs = _outputs([p for seen in group for p in seen.predictions])
     row = 0
     for seen in group:
         head = f"{_timestamp(seen.at)}\t{seen.request_id}\t"
         tail = f"\t{seen.seconds * 1000:.3f}\n"
-        for i, prediction in enumerate(seen.predictions):
-            output = _escape(orjson.dumps(prediction, default=str, option=numpy).decode())
-            lines.append(f"{head}{i}\t{model}\t{inputs[row]}\t{output}{tail}")
+        for i in range(len(seen.predictions)):
+            lines.append(f"{head}{i}\t{model}\t{inputs[row]}\t{outputs[row]}{tail}")
             row += 1
     return lines

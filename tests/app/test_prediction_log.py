@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
+from app.recorder import _outputs
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory, TrainedModel
 from tests.iris import iris_data
 from tests.servers import free_port, python_env, running
@@ -184,3 +185,14 @@ def test_sigterm_writes_what_is_queued_and_the_log_lines_name_the_request(
     refused_lines = [ln for ln in log.splitlines() if "the model refused the input" in ln]
     assert refused_lines and all("[trace-me]" in ln for ln in refused_lines)
     assert json.dumps(1.7e308) not in log
+
+
+@pytest.mark.parametrize(
+    "predictions",
+    [[0, 2, 1], [0.5, -1e300, 3.0], [], ["setosa", "a,b", 'q"uote\\', "tab\there"], [1, "x", None]],
+)
+def test_predictions_are_logged_as_their_json(predictions: list[Any]) -> None:
+    """Numbers are encoded together and cut at the commas; anything else one by one. Either
+    way each row's column holds that row's JSON (COPY text: backslashes doubled)."""
+    logged = [json.loads(text.replace("\\\\", "\\")) for text in _outputs(predictions)]
+    assert logged == predictions
