@@ -3,8 +3,8 @@
 A FastAPI app whose `POST /predict` reads the body, parses it with orjson and answers a
 constant JSON document; `GET /ping` answers 200. It is built and served the way `python -m
 app` serves the API: `POST /predict` taken from the ASGI server ahead of FastAPI's layers (as
-the API's fast lane does), uvicorn with the same HTTP protocol class (TCP_NODELAY on every
-connection), access log off, no proxy headers, no server header. So the difference between
+the API's fast lane does), uvicorn with the same HTTP protocol class (TCP_NODELAY and one write
+per answer on every connection), access log off, no proxy headers, no server header. So the difference between
 the two is what the API does per request.
 
     python bench/floor_app.py --host 127.0.0.1 --port P [--workers N]
@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.server import NoDelayHttpToolsProtocol  # noqa: E402
+from app.protocol import ServingHttpProtocol  # noqa: E402
 
 ANSWER = b'{"predictions":[0],"model":{"name":"floor","version":"0"}}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     options = {
-        "http": NoDelayHttpToolsProtocol,
+        "http": ServingHttpProtocol,
         "host": args.host,
         "port": args.port,
         "log_level": "warning",
