@@ -4,8 +4,8 @@ A FastAPI app whose `POST /predict` reads the body, parses it with orjson and an
 constant JSON document; `GET /ping` answers 200. It is built and served the way `python -m
 app` serves the API: `POST /predict` taken from the ASGI server ahead of FastAPI's layers (as
 the API's fast lane does), uvicorn with the same HTTP protocol class (TCP_NODELAY and one write
-per answer on every connection), access log off, no proxy headers, no server header. So the difference between
-the two is what the API does per request.
+per answer on every connection), access log off, no proxy headers, no server header. So the
+difference between the two is what the API does per request.
 
     python bench/floor_app.py --host 127.0.0.1 --port P [--workers N]
 
