@@ -64,13 +64,11 @@ class ServingApp(FastAPI):
     As shipped, the only middleware is the request middleware (request ids, HTTP metrics),
     and a lane's request is handed to it and the lane straight from here: FastAPI's and
     Starlette's entry layers cost ~15% of the one-row requests a second at 32 connections.
-    With any other middleware added, or FastAPI's native OpenTelemetry configured (decided at
-    the first request), lanes run beneath the whole stack instead."""
+    With any other middleware added, or FastAPI's native OpenTelemetry configured when the
+    stack is built (at start-up), lanes run beneath the whole stack instead."""
 
     lanes: Lanes
-    requests: RequestMiddleware
-    _dispatch: _Dispatch | None = None
-    _direct: bool | None = None
+    _direct: tuple[_Dispatch, RequestMiddleware] | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         user, self.user_middleware = self.user_middleware, []
@@ -78,31 +76,29 @@ class ServingApp(FastAPI):
             framework = super().build_middleware_stack()
         finally:
             self.user_middleware = user
-        self._dispatch = _Dispatch(self.lanes, framework)
-        app: ASGIApp = self._dispatch
+        dispatch = _Dispatch(self.lanes, framework)
+        app: ASGIApp = dispatch
         for cls, args, kwargs in reversed(user):
             app = cls(app, *args, **kwargs)
+        telemetry = getattr(self, "_native_telemetry", None)  # FastAPI >= 0.165
+        traced = telemetry is not None and telemetry.enabled()
+        self._direct = None
+        if isinstance(app, RequestMiddleware) and app.app is dispatch and not traced:
+            self._direct = (dispatch, app)  # only ours between the server and the lanes
         return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        dispatch = self._dispatch
-        if dispatch is not None and scope["type"] == "http" and self._lanes_direct():
+        direct = self._direct
+        if direct is not None and scope["type"] == "http":
+            dispatch, requests = direct
             lane = dispatch.lane_for(scope["path"])
             if lane is not None:
                 scope["app"] = self
                 if self.root_path:
                     scope["root_path"] = self.root_path
-                await self.requests.serve(scope, receive, send, lane)
+                await requests.serve(scope, receive, send, lane)
                 return
         await super().__call__(scope, receive, send)
-
-    def _lanes_direct(self) -> bool:
-        direct = self._direct
-        if direct is None:
-            telemetry = getattr(self, "_native_telemetry", None)  # FastAPI >= 0.165
-            ours = [m.cls for m in self.user_middleware] == [RequestMiddleware]
-            direct = self._direct = ours and not (telemetry is not None and telemetry.enabled())
-        return direct
 
 
 def create_app(
@@ -148,7 +144,6 @@ def create_app(
     add_routes(app, admin_routes=settings.api_key is not None)
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, metrics=metrics)
-    app.requests = RequestMiddleware(app, metrics)  # lanes served straight from the app
     app.openapi = openapi_for(app, slot, settings)  # type: ignore[method-assign]
     return app
 
