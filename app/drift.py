@@ -130,20 +130,31 @@ class DriftSnapshot(NamedTuple):
 class LiveAccuracy:
     """Recent predictions by request id, and accuracy over the labels sent for them."""
 
-    def __init__(self, metrics: Metrics, window: int, remember: int = 100_000) -> None:
+    def __init__(
+        self, metrics: Metrics, window: int, remember: int = 100_000, rows: int = 1_000_000
+    ) -> None:
         self.metrics = metrics
         self.window = window
         self.remember = remember
-        # Up to `remember` entries, alive for minutes: kept as tuples of atoms, which the
-        # cyclic GC stops tracking, or every full collection walks them all (with lists:
-        # ~20 ms pauses several times a second under load, the p99 of every request).
+        self.rows = rows
+        # The newest requests' predictions: up to `remember` requests and `rows` predictions
+        # in all (1000-row requests once kept 100,000 of them, ~1 GB), alive for minutes.
+        # Kept as tuples of atoms, which the cyclic GC stops tracking, or every full
+        # collection walks them all (with lists: ~20 ms pauses several times a second under
+        # load, the p99 of every request).
         self._recent: OrderedDict[str, tuple[str, str, tuple[Any, ...]]] = OrderedDict()
+        self._kept = 0
         self._scores: dict[tuple[str, str], deque[bool]] = {}
 
     def add(self, request_id: str, key: tuple[str, str], predictions: list[Any]) -> None:
-        self._recent[request_id] = (*key, tuple(predictions))
-        if len(self._recent) > self.remember:
-            self._recent.popitem(last=False)
+        recent = self._recent
+        if (again := recent.pop(request_id, None)) is not None:  # a client reused its id
+            self._kept -= len(again[2])
+        recent[request_id] = (*key, tuple(predictions))
+        self._kept += len(predictions)
+        # The newest request stays, even alone over the bound (MAX_BATCH_ROWS bounds it).
+        while (len(recent) > self.remember or self._kept > self.rows) and len(recent) > 1:
+            self._kept -= len(recent.popitem(last=False)[1][2])
 
     def predictions(self, request_id: str) -> tuple[str, str, Sequence[Any]] | None:
         return self._recent.get(request_id)

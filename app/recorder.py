@@ -94,7 +94,9 @@ class Recorder:
         self.metrics = metrics
         self.log = log
         self.drift = DriftMonitor(metrics, settings.drift_window_rows)
-        self.accuracy = LiveAccuracy(metrics, settings.accuracy_window_rows)
+        self.accuracy = LiveAccuracy(
+            metrics, settings.accuracy_window_rows, rows=settings.feedback_memory_rows
+        )
         self._pending: list[Observation] = []
         self._pending_rows = 0
         self._limit = settings.prediction_log_queue_rows

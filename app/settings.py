@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     accuracy_window_rows: int = Field(default=500, ge=1)
     """Live accuracy is over this many most recent labelled predictions, per model version."""
 
+    feedback_memory_rows: int = Field(default=1_000_000, ge=1)
+    """Predictions kept in memory, the newest requests' (at most 100,000 requests), for POST
+    /feedback to score; an older request's are read from the prediction log when it is on."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 

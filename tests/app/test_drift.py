@@ -52,3 +52,31 @@ def test_shifting_one_feature_raises_its_psi_past_02_and_no_other(
     assert max(others.values()) < 0.1, drifted
     assert abs(sum(predicted.values()) - 1) < 1e-9
     assert predicted["2"] > training["2"]  # longer petals: more virginica predicted
+
+
+def test_feedback_keeps_the_newest_predictions_within_its_row_bound(
+    serve: AppFactory, iris_records: list[dict[str, float]]
+) -> None:
+    """Memory for POST /feedback is bounded by rows, not only requests: big batches push the
+    oldest requests out (without the log, their feedback answers 404)."""
+
+    def predict(records: list[dict[str, float]], rid: str) -> None:
+        answer = client.post("/predict", json={"records": records}, headers={"X-Request-ID": rid})
+        assert answer.status_code == 200, answer.text
+
+    def feedback(rid: str, rows: int) -> int:
+        labels = [0] * rows
+        answer = client.post("/feedback", json={"request_id": rid, "labels": labels})
+        if answer.status_code == 200:
+            assert answer.json()["rows"] == rows
+        return answer.status_code
+
+    with serve(feedback_memory_rows=100) as client:
+        for rid, start in (("first", 0), ("second", 40), ("third", 80)):
+            predict(iris_records[start : start + 40], rid)  # 120 rows kept > 100: one goes
+        assert feedback("first", 40) == 404
+        assert feedback("second", 40) == feedback("third", 40) == 200
+        predict(iris_records[:40], "second")  # an id sent again: its newest predictions count
+        predict(iris_records, "big")  # 150 rows, alone over the bound: kept, the others go
+        assert feedback("big", len(iris_records)) == 200
+        assert feedback("second", 40) == feedback("third", 40) == 404
