@@ -4,7 +4,7 @@
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
                                   [--c-shapes dataframe_records,records,dataframe_split,instances]
-                                  [--v2 [columns|matrix]]
+                                  [--v2 [columns|matrix]] [--c-workers N]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -30,6 +30,9 @@ With --log, case (b) also drives "api+log": the API with its prediction log on (
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
 With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
 door with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
+With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
+(`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
+large requests, against MLflow given as many (issue 13).
 
 Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
 on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
@@ -99,6 +102,15 @@ CASES = {
 C_SHAPES = ("dataframe_records", "records", "dataframe_split", "instances")
 # mlflow models serve has no {"records": [...]}: it gets the same records as dataframe_records.
 MLFLOW_SHAPE = {"records": "dataframe_records"}
+
+
+def with_workers(server: str, workers: int) -> str:
+    """The name of `server` (api, mlflow) started with `workers` workers for case (c)."""
+    return f"{server}-w{workers}"
+
+
+def is_mlflow(server: str) -> bool:
+    return server == "mlflow" or server.startswith("mlflow-w")
 
 
 class BenchError(Exception):
@@ -209,6 +221,7 @@ def start_servers(
     mlflow_workers: int | None,
     log_url: str | None = None,
     baseline: against.Checkout | None = None,
+    c_workers: int | None = None,
 ) -> tuple[dict[str, tuple[Server, str]], dict[str, Any]]:
     """Start the servers; return {name: (server, predict url)} and what was started how."""
     env = store_env()
@@ -232,15 +245,17 @@ def start_servers(
         server = Server(args, {**env, **extra}, logs / f"{name}.log", STORE)
         stack.enter_context(_stopping(name, server))
         base = f"http://{HOST}:{port}"
-        started[name] = (server, base + path, base + ready, 300.0 if name == "mlflow" else 120.0)
+        started[name] = (server, base + path, base + ready, 300.0 if is_mlflow(name) else 120.0)
         setup[name] = {"command": args, "port": port}
         log(f"started {name}: {' '.join(args)}")
 
-    api = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
-    if api_workers > 1:
-        api += ["--workers", str(api_workers)]
+    one = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
+    api = [*one, "--workers", str(api_workers)] if api_workers > 1 else one
     if "api" in which:
         start("api", api, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
+    if c_workers and "api" in which:
+        many = [*one, "--workers", str(c_workers)]
+        start(with_workers("api", c_workers), many, {"MODEL_URI": MODEL_URI}, "/predict", "/readyz")
     if baseline is not None:
         extra = {"MODEL_URI": MODEL_URI, **baseline.env()}
         start(baseline.server, api, extra, "/predict", "/readyz")
@@ -251,6 +266,9 @@ def start_servers(
         mlflow = str(Path(sys.executable).with_name("mlflow"))
         args = [mlflow, "models", "serve", "-m", MODEL_URI, "--env-manager", "local"]
         args += ["-h", HOST, "-p", "{port}"]
+        if c_workers:
+            many = [*args, "-w", str(c_workers)]
+            start(with_workers("mlflow", c_workers), many, {}, "/invocations", "/ping")
         if mlflow_workers is not None:
             args += ["-w", str(mlflow_workers)]
         start("mlflow", args, {}, "/invocations", "/ping")
@@ -352,11 +370,11 @@ def check_log_side(urls: dict[str, str], payloads: dict[str, list[list[float]]],
 def check_shapes(urls: dict[str, str], rows: list[list[float]], shapes: list[str]) -> None:
     """Every (c) body shape answers what the dataframe_split body answers, on each server."""
     for name, url in urls.items():
-        if name not in ("api", "mlflow"):
+        if name not in ("api", "mlflow") and not name.startswith(("api-w", "mlflow-w")):
             continue
         status, want = post(url, body(rows, "split"))
         for shape in shapes:
-            sent = MLFLOW_SHAPE.get(shape, shape) if name == "mlflow" else shape
+            sent = MLFLOW_SHAPE.get(shape, shape) if is_mlflow(name) else shape
             status, got = post(url, shape_body(rows, sent))
             if status != 200 or got["predictions"] != want["predictions"]:
                 raise BenchError(f"{name} answers the 1000-row {sent} body differently ({status})")
@@ -520,8 +538,10 @@ def wrk(binary: str, url: str, body_file: Path, case: Case, seconds: float) -> d
     }
 
 
-def _server_order(server: str) -> int:
-    return SERVERS.index(server) if server in SERVERS else 1  # api@REV right after api
+def _server_order(server: str) -> float:
+    if server in SERVERS:
+        return SERVERS.index(server)
+    return SERVERS.index("mlflow") + 0.5 if is_mlflow(server) else 0.5  # api@REV, api-wN
 
 
 def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -540,12 +560,14 @@ def _spread(result: dict[str, Any]) -> str:
 
 def ratios(case: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    api = case.get("api")
-    for other in ("mlflow", "floor", *(s for s in case if against.is_against(s))):
-        ref = case.get(other)
+    pairs = [("api", other) for other in ("mlflow", "floor", *filter(against.is_against, case))]
+    for many in (s for s in case if s.startswith("api-w")):  # api-wN: to mlflow and mlflow-wN
+        pairs += [(many, "mlflow"), (many, "mlflow" + many.removeprefix("api"))]
+    for name, other in pairs:
+        api, ref = case.get(name), case.get(other)
         if api is None or ref is None:
             continue
-        out[f"api/{other}"] = {
+        out[f"{name}/{other}"] = {
             "rps": api["rps"] / ref["rps"] if ref["rps"] else float("inf"),
             "p50": api["p50_ms"] / ref["p50_ms"] if ref["p50_ms"] else float("inf"),
             "p99": api["p99_ms"] / ref["p99_ms"] if ref["p99_ms"] else float("inf"),
@@ -595,6 +617,13 @@ def targets(
         rows = get(key, "api", "rows_per_s")
         at_least(f"({key}) API rows/s >= 5x mlflow", rows, get(key, "mlflow", "rows_per_s"), 5)
         at_least(f"({key}) API rows/s >= 1.3x one-core limit", rows, one_core, 1.3)
+        for many in sorted(s for s in results[key] if s.startswith("api-w")):
+            rows = get(key, many, "rows_per_s")
+            same = "mlflow" + many.removeprefix("api")
+            for ref in ("mlflow", same):
+                label = f"({key}) {many} rows/s >= 5x {ref}"
+                at_least(label, rows, get(key, ref, "rows_per_s"), 5)
+            at_least(f"({key}) {many} rows/s >= 1.3x one-core limit", rows, one_core, 1.3)
     api_cases = {c: s["api"] for c, s in results.items() if "api" in s}
     if api_cases:
         bad = {c: (r["non_2xx"], r["socket_errors"]) for c, r in api_cases.items() if r["errors"]}
@@ -693,16 +722,19 @@ def report(doc: dict[str, Any]) -> str:
                 f"{'':<34}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
                 f"   p99 x{ratio['p99']:.3f}"
             )
-        if shape is not None and "api" in case["servers"] and doc.get("one_core"):
+        apis = [s for s in sorted(case["servers"], key=_server_order) if s.startswith("api")]
+        for api in [s for s in apis if s == "api" or s.startswith("api-w")]:
+            if shape is None or not doc.get("one_core"):
+                break
             limit = doc["one_core"]["limit"]
-            api_rows = case["servers"]["api"]["rows_per_s"]
-            per_core = api_rows / max(case["servers"]["api"]["server_cores"], 1e-9)
+            api_rows = case["servers"][api]["rows_per_s"]
+            per_core = api_rows / max(case["servers"][api]["server_cores"], 1e-9)
             lines.append(
-                f"{'':<34}{'api/one-core':<12} rows/s x{api_rows / limit:.2f}"
+                f"{'':<34}{api + '/one-core':<12} rows/s x{api_rows / limit:.2f}"
                 f"   (in-process one-core limit {limit:,.0f} rows/s)"
             )
             lines.append(
-                f"{'':<34}{'':<12} per CPU-second: api {per_core:,.0f} rows,"
+                f"{'':<34}{'':<12} per CPU-second: {api} {per_core:,.0f} rows,"
                 f" x{per_core / doc['one_core']['limit_cpu']:.2f} the estimator's in process"
             )
         lines.append("")
@@ -762,6 +794,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--c-shapes", default=",".join(C_SHAPES),
         help=f"body shapes case (c) runs with, once each ({','.join(C_SHAPES)})",
     )  # fmt: skip
+    parser.add_argument(
+        "--c-workers", type=int, metavar="N",
+        help="case (c) also against the API with N workers and mlflow models serve -w N"
+        " ('api-wN', 'mlflow-wN'), beside the others (issue 13: both cores for large requests)",
+    )  # fmt: skip
     parser.add_argument("--one-core-child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--log", action="store_true",
@@ -790,6 +827,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.v2:
         only.add(v2cost.SERVER)
     args.only = [s for s in SERVERS if s in only]
+    if args.c_workers is not None:
+        if args.c_workers < 2 or "c" not in {x.strip() for x in args.cases.split(",")}:
+            parser.error("--c-workers N: N >= 2, with case c in --cases")
+        for server in ("api", "mlflow"):
+            if server in args.only:
+                args.only.insert(args.only.index(server) + 1, with_workers(server, args.c_workers))
     args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     args.c_shapes = [c for c in C_SHAPES if c in {x.strip() for x in args.c_shapes.split(",")}]
     if "c" in args.cases and not args.c_shapes:
@@ -827,7 +870,7 @@ def measure_one(
     elif shape is None:
         sent = files["1-row" if case.rows == 1 else "1000-row"]
     else:
-        sent = files[MLFLOW_SHAPE.get(shape, shape) if server == "mlflow" else shape]
+        sent = files[MLFLOW_SHAPE.get(shape, shape) if is_mlflow(server) else shape]
     proc = servers[server][0].proc
     if args.warmup > 0:
         wrk(wrk_binary, urls[server], sent, case, args.warmup)
@@ -856,7 +899,8 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(wrk_binary),
         "options": {
             k: getattr(args, k)
-            for k in ("duration", "warmup", "workers", "mlflow_workers", "only", "cases", "format")
+            for k in ("duration", "warmup", "workers", "mlflow_workers", "c_workers", "only")
+            + ("cases", "format")
         },
         "model": {
             k: model.get(k) for k in ("registered_model_uri", "version", "run_id", "metrics")
@@ -874,7 +918,7 @@ def run(args: argparse.Namespace) -> int:
         baseline = stack.enter_context(against.checkout(args.against)) if args.against else None
         servers, doc["setup"] = start_servers(
             stack, args.only, args.workers, args.mlflow_workers, log_db.url if log_db else None,
-            baseline,
+            baseline, args.c_workers,
         )  # fmt: skip
         if baseline is not None:
             doc["options"]["against"] = {"rev": args.against, "commit": baseline.commit}
@@ -908,6 +952,8 @@ def run(args: argparse.Namespace) -> int:
                     if server == logcost.SERVER and name != logcost.CASE:
                         continue
                     if server == v2cost.SERVER and name != v2cost.CASE:
+                        continue
+                    if server.startswith(("api-w", "mlflow-w")) and name != "c":
                         continue
                     last = round_ == args.rounds - 1
                     result = measure_one(args, wrk_binary, servers, urls, files, log_db,
