@@ -121,8 +121,8 @@ class BalancedServer(uvicorn.Server):
                 await asyncio.sleep(YIELD_SECONDS)  # a sibling with fewer may take it
             try:
                 connection, _ = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue  # a sibling took it, or the client gave up before it was accepted
+            except (BlockingIOError, InterruptedError):
+                continue  # a sibling took it
             except OSError as exc:  # out of file descriptors, say: wait, do not spin
                 logger.warning("cannot accept a connection: %s", exc)
                 await asyncio.sleep(0.1)
