@@ -7,14 +7,10 @@
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
   SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP makes every worker
   reload, and POST /admin/reload in any worker does too (`app.workers`).
-- Workers take connections in turn (`BalancedServer`): uvloop accepts every connection
-  waiting when a worker wakes, so a client opening a few keep-alive connections at once used
-  to land them all on one worker while the others idled.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -25,7 +21,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, MutableSequence
+from collections.abc import Callable
 
 import uvicorn
 
@@ -38,13 +34,6 @@ logger = logging.getLogger(__name__)
 MULTIPROC_ENV = SHARED_DIR_ENV
 SHUTDOWN_GRACE = 30
 """Seconds requests in flight get to finish after SIGTERM."""
-YIELD_SECONDS = 0.001
-YIELD_TIMES = 20
-"""How long a worker holding more connections than a sibling leaves a waiting connection to
-it: up to 20 x 1 ms (uvloop's timers count whole milliseconds), then it takes the connection
-itself (the sibling may be stopped)."""
-LOAD_REFRESH = 0.1
-"""Seconds between two updates of a worker's open-connection count for its siblings."""
 
 
 def configure_logging(level: str) -> None:
@@ -66,95 +55,7 @@ def _ignore_signals_after_shutdown() -> None:
         signal.signal(sig, lambda *_: None)
 
 
-class BalancedServer(uvicorn.Server):
-    """A worker's server on the socket its supervisor shares: it accepts one connection at a
-    time, and leaves the next to a sibling that holds fewer connections.
-
-    Each worker's count of open connections is in `loads` (shared memory, one slot per
-    worker, refreshed every LOAD_REFRESH s and after each accept). Accepting is uvicorn's
-    otherwise: the same protocol, state and shutdown (which first stops the accepting)."""
-
-    def __init__(self, config: uvicorn.Config, loads: MutableSequence[int], index: int) -> None:
-        super().__init__(config)
-        self._loads = loads
-        self._index = index
-        self._accepting: list[asyncio.Task[None]] = []
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=[])  # the lifespan, no listener of uvicorn's own
-        loop = asyncio.get_running_loop()
-        for sock in sockets or []:
-            self._accepting.append(loop.create_task(self._accept(sock)))
-        self._accepting.append(loop.create_task(self._refresh()))
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for task in self._accepting:
-            task.cancel()
-        await asyncio.gather(*self._accepting, return_exceptions=True)
-        await super().shutdown(sockets=sockets)
-
-    def _count(self) -> int:
-        count = len(self.server_state.connections)
-        self._loads[self._index] = count
-        return count
-
-    async def _refresh(self) -> None:
-        while True:
-            self._count()
-            await asyncio.sleep(LOAD_REFRESH)
-
-    async def _accept(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        config = self.config
-
-        def protocol() -> asyncio.Protocol:  # as uvicorn makes them for its own listeners
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state
-            )
-
-        sock.setblocking(False)
-        while True:
-            await _readable(loop, sock)
-            for _ in range(YIELD_TIMES):
-                if self._count() <= min(self._loads):
-                    break
-                await asyncio.sleep(YIELD_SECONDS)  # a sibling with fewer may take it
-            try:
-                connection, _ = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                continue  # a sibling took it
-            except OSError as exc:  # out of file descriptors, say: wait, do not spin
-                logger.warning("cannot accept a connection: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            connection.setblocking(False)
-            try:
-                await loop.connect_accepted_socket(protocol, connection)
-            except OSError:  # gone before it was set up
-                connection.close()
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    """Return once `sock` has a connection waiting (maybe taken by a sibling meanwhile)."""
-    waiting = loop.create_future()
-
-    def ready() -> None:
-        if not waiting.done():
-            waiting.set_result(None)
-
-    loop.add_reader(sock.fileno(), ready)
-    try:
-        await waiting
-    finally:
-        loop.remove_reader(sock.fileno())
-
-
-def _serve_one(
-    settings: Settings,
-    sock: socket.socket | None = None,
-    loads: MutableSequence[int] | None = None,
-    index: int = 0,
-) -> int:
+def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
     """Serve in this process until stopped; 0 on a requested stop, 1 if the model never loaded."""
     from app.main import create_app
 
@@ -182,7 +83,7 @@ def _serve_one(
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
-    server = uvicorn.Server(config) if loads is None else BalancedServer(config, loads, index)
+    server = uvicorn.Server(config)
     _ignore_signals_after_shutdown()
     server.run(sockets=[sock] if sock is not None else None)
     if exit_code == 0 and not server.started:
@@ -190,11 +91,9 @@ def _serve_one(
     return exit_code
 
 
-def _worker(
-    settings: Settings, sock: socket.socket, loads: MutableSequence[int], index: int
-) -> None:
+def _worker(settings: Settings, sock: socket.socket) -> None:
     configure_logging(settings.log_level)
-    sys.exit(_serve_one(settings, sock, loads, index))
+    sys.exit(_serve_one(settings, sock))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -236,10 +135,9 @@ def _supervise(settings: Settings) -> int:
     # SIGHUP cannot kill a worker before its app has installed the reload handler.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     context = multiprocessing.get_context("spawn")
-    loads = context.Array("i", settings.workers, lock=False)  # open connections, per worker
     workers.extend(
         # The settings object itself (pickled): a JSON dump would mask API_KEY as "**********".
-        context.Process(target=_worker, args=(settings, sock, loads, i), name=f"worker-{i}")
+        context.Process(target=_worker, args=(settings, sock), name=f"worker-{i}")
         for i in range(settings.workers)
     )
     for process in workers:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -329,83 +327,3 @@ def test_an_early_sighup_does_not_kill_the_workers(trained: TrainedModel, tmp_pa
         log = server.output()
     assert body["predictions"] == [2]
     assert log.count("SIGHUP reload") == 2, log
-
-
-def _connections_held(pid: int, port: int) -> int:
-    """How many established TCP connections to `port` the process `pid` holds (/proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with_target = os.readlink(fd) if fd.is_symlink() else ""
-        if with_target.startswith("socket:["):
-            inodes.add(with_target[8:-1])
-    held = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:
-                held += 1
-    return held
-
-
-def test_workers_share_the_connections_a_client_opens_at_once(
-    trained: TrainedModel, tmp_path: Path
-) -> None:
-    """Four keep-alive connections opened together land two on each worker, every time (a
-    worker used to accept all that were waiting when it woke, leaving the other idle)."""
-    port = free_port()
-    env = python_env(
-        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
-        drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
-    )
-    body = json.dumps(IRIS_EXAMPLE).encode()
-    request = b"POST /predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
-    request += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-
-    def together(pids: list[int], busy: int | None = None) -> list[int]:
-        """Open 4 connections at once, a prediction on each: how many each worker holds.
-        With `busy`, that worker's event loop is held up (stopped) for 10 ms meanwhile, as a
-        long request holds it."""
-        if busy is not None:
-            os.kill(busy, signal.SIGSTOP)
-        clients = [socket.socket() for _ in range(4)]
-        for client in clients:  # all four in flight at once, as a pool or wrk opens them
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-        try:
-            for client in clients:
-                select.select([], [client], [], 5)
-                client.setblocking(True)
-                client.settimeout(5)
-            if busy is not None:
-                time.sleep(0.01)
-                os.kill(busy, signal.SIGCONT)
-            for client in clients:
-                client.sendall(request)
-            for client in clients:
-                assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
-            return [_connections_held(pid, port) for pid in pids]
-        finally:
-            for client in clients:
-                client.close()
-            deadline = time.monotonic() + 5  # both workers see them closed, and count again
-            while any(_connections_held(pid, port) for pid in pids):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            time.sleep(0.3)
-
-    args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
-    with running(args, env, tmp_path / "app.log") as server:
-        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        log = server.wait_output("model loaded: ", count=2)
-        pids = sorted(int(p) for p in re.findall(r"Started server process \[(\d+)\]", log))
-        # Right after loading, a worker's event loop is busy for a moment (gc.freeze(), the
-        # first requests): the other one takes what comes meanwhile.
-        deadline = time.monotonic() + 20
-        while together(pids) != [2, 2]:
-            assert time.monotonic() < deadline, "the workers never shared four connections"
-        held = [together(pids) for _ in range(3)]
-        held += [together(pids, busy=pids[i % 2]) for i in range(4)]
-        server.proc.send_signal(signal.SIGTERM)
-        assert server.proc.wait(40) == 0, server.output()
-    assert held == [[2, 2]] * 7, f"connections per worker {pids}: {held}"
