@@ -113,6 +113,11 @@ def is_mlflow(server: str) -> bool:
     return server == "mlflow" or server.startswith("mlflow-w")
 
 
+def is_with_workers(server: str) -> bool:
+    """Whether `server` is one --c-workers started (api-wN, mlflow-wN): case (c) only."""
+    return server.startswith(("api-w", "mlflow-w"))
+
+
 class BenchError(Exception):
     """A setup problem that makes the figures meaningless: stop, say why."""
 
@@ -370,7 +375,7 @@ def check_log_side(urls: dict[str, str], payloads: dict[str, list[list[float]]],
 def check_shapes(urls: dict[str, str], rows: list[list[float]], shapes: list[str]) -> None:
     """Every (c) body shape answers what the dataframe_split body answers, on each server."""
     for name, url in urls.items():
-        if name not in ("api", "mlflow") and not name.startswith(("api-w", "mlflow-w")):
+        if name not in ("api", "mlflow") and not is_with_workers(name):
             continue
         status, want = post(url, body(rows, "split"))
         for shape in shapes:
@@ -722,10 +727,8 @@ def report(doc: dict[str, Any]) -> str:
                 f"{'':<34}{pair:<12} req/s x{ratio['rps']:.2f}   p50 x{ratio['p50']:.3f}"
                 f"   p99 x{ratio['p99']:.3f}"
             )
-        apis = [s for s in sorted(case["servers"], key=_server_order) if s.startswith("api")]
-        for api in [s for s in apis if s == "api" or s.startswith("api-w")]:
-            if shape is None or not doc.get("one_core"):
-                break
+        apis = [s for s in case["servers"] if s == "api" or s.startswith("api-w")]
+        for api in sorted(apis, key=_server_order) if shape and doc.get("one_core") else []:
             limit = doc["one_core"]["limit"]
             api_rows = case["servers"][api]["rows_per_s"]
             per_core = api_rows / max(case["servers"][api]["server_cores"], 1e-9)
@@ -827,13 +830,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.v2:
         only.add(v2cost.SERVER)
     args.only = [s for s in SERVERS if s in only]
+    args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     if args.c_workers is not None:
-        if args.c_workers < 2 or "c" not in {x.strip() for x in args.cases.split(",")}:
+        if args.c_workers < 2 or "c" not in args.cases:
             parser.error("--c-workers N: N >= 2, with case c in --cases")
         for server in ("api", "mlflow"):
             if server in args.only:
                 args.only.insert(args.only.index(server) + 1, with_workers(server, args.c_workers))
-    args.cases = [c for c in CASES if c in {x.strip() for x in args.cases.split(",")}]
     args.c_shapes = [c for c in C_SHAPES if c in {x.strip() for x in args.c_shapes.split(",")}]
     if "c" in args.cases and not args.c_shapes:
         parser.error(f"--c-shapes: name at least one of {', '.join(C_SHAPES)}")
@@ -953,7 +956,7 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     if server == v2cost.SERVER and name != v2cost.CASE:
                         continue
-                    if server.startswith(("api-w", "mlflow-w")) and name != "c":
+                    if is_with_workers(server) and name != "c":
                         continue
                     last = round_ == args.rounds - 1
                     result = measure_one(args, wrk_binary, servers, urls, files, log_db,
