@@ -7,6 +7,9 @@
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
   SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP makes every worker
   reload, and POST /admin/reload in any worker does too (`app.workers`).
+- Workers even out their keep-alive connections (`app.protocol.ConnectionBalance`): each
+  one's count of open connections is in shared memory, and one holding two more than a
+  sibling closes a connection after an answer, so that the client reconnects to the sibling.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 
 import uvicorn
 
 from app.observe import RequestIdFilter
-from app.protocol import ServingHttpProtocol
+from app.protocol import ServingHttpProtocol, balanced_protocol
 from app.settings import Settings
 from app.workers import SHARED_DIR_ENV
 
@@ -55,8 +58,16 @@ def _ignore_signals_after_shutdown() -> None:
         signal.signal(sig, lambda *_: None)
 
 
-def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
-    """Serve in this process until stopped; 0 on a requested stop, 1 if the model never loaded."""
+def _serve_one(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    loads: MutableSequence[int] | None = None,
+    index: int = 0,
+) -> int:
+    """Serve in this process until stopped; 0 on a requested stop, 1 if the model never loaded.
+
+    A worker serves `sock`, its supervisor's, and keeps its count of connections in
+    `loads[index]`, shared with its siblings."""
     from app.main import create_app
 
     exit_code = 0
@@ -76,7 +87,7 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        http=ServingHttpProtocol,
+        http=ServingHttpProtocol if loads is None else balanced_protocol(loads, index),
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=False,
@@ -91,9 +102,11 @@ def _serve_one(settings: Settings, sock: socket.socket | None = None) -> int:
     return exit_code
 
 
-def _worker(settings: Settings, sock: socket.socket) -> None:
+def _worker(
+    settings: Settings, sock: socket.socket, loads: MutableSequence[int], index: int
+) -> None:
     configure_logging(settings.log_level)
-    sys.exit(_serve_one(settings, sock))
+    sys.exit(_serve_one(settings, sock, loads, index))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -135,9 +148,10 @@ def _supervise(settings: Settings) -> int:
     # SIGHUP cannot kill a worker before its app has installed the reload handler.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     context = multiprocessing.get_context("spawn")
+    loads = context.Array("i", settings.workers, lock=False)  # open connections, per worker
     workers.extend(
         # The settings object itself (pickled): a JSON dump would mask API_KEY as "**********".
-        context.Process(target=_worker, args=(settings, sock), name=f"worker-{i}")
+        context.Process(target=_worker, args=(settings, sock, loads, i), name=f"worker-{i}")
         for i in range(settings.workers)
     )
     for process in workers:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -327,3 +330,77 @@ def test_an_early_sighup_does_not_kill_the_workers(trained: TrainedModel, tmp_pa
         log = server.output()
     assert body["predictions"] == [2]
     assert log.count("SIGHUP reload") == 2, log
+
+
+def _connections_held(pid: int, port: int) -> int:
+    """How many established TCP connections to `port` the process `pid` holds (/proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # established
+                held += 1
+    return held
+
+
+def test_workers_even_out_keep_alive_connections_that_landed_on_one(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    """Four keep-alive connections that all landed on one worker (the other was busy when
+    they came) end up two on each: the loaded worker answers one request at a time with
+    `Connection: close`, and the client's new connection goes to the idle worker. Every
+    answer is a full 200 meanwhile, and once even, nothing is closed any more."""
+    port = free_port()
+    env = python_env(
+        {"MLFLOW_TRACKING_URI": trained.tracking_uri, "MODEL_URI": trained.alias_uri},
+        drop=(*MLFLOW_VARS, "PROMETHEUS_MULTIPROC_DIR"),
+    )
+    body = json.dumps(IRIS_EXAMPLE)
+    headers = {"Content-Type": "application/json"}
+    # http.client's connection, as a pool keeps them: it reconnects by itself after an
+    # answer that says `Connection: close`.
+    pool = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(4)]
+
+    def predict(conn: http.client.HTTPConnection) -> bool:
+        """One prediction on `conn`: whether the answer closed the connection."""
+        conn.request("POST", "/predict", body, headers)
+        answer = conn.getresponse()
+        assert (answer.status, json.loads(answer.read())["predictions"]) == (200, [2])
+        return answer.getheader("connection") == "close"
+
+    args = [sys.executable, "-m", "app", "--port", str(port), "--workers", "2"]
+    with running(args, env, tmp_path / "app.log") as server:
+        server.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        log = server.wait_output("model loaded: ", count=2)
+        pids = sorted(int(p) for p in re.findall(r"Started server process \[(\d+)\]", log))
+        os.kill(pids[0], signal.SIGSTOP)  # busy: it cannot accept meanwhile
+        try:
+            for conn in pool:
+                conn.connect()
+            deadline = time.monotonic() + 10
+            while _connections_held(pids[1], port) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            landed = [_connections_held(pid, port) for pid in pids]
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
+        closed = 0
+        deadline = time.monotonic() + 20
+        while [_connections_held(pid, port) for pid in pids] != [2, 2]:
+            assert time.monotonic() < deadline, "the workers never evened out"
+            closed += sum(predict(conn) for conn in pool)
+        steady = sum(predict(conn) for _ in range(50) for conn in pool)
+        held = [_connections_held(pid, port) for pid in pids]
+        for conn in pool:
+            conn.close()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(40) == 0, server.output()
+    assert landed == [0, 4]
+    assert closed >= 2  # two moved at least: one connection per close, reconnects may return
+    assert (steady, held) == (0, [2, 2])
