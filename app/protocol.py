@@ -23,6 +23,7 @@ import time
 from collections.abc import MutableSequence
 from typing import Any, ClassVar
 
+from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -128,17 +129,20 @@ class ConnectionBalance:
     without an error or a retry. Balanced workers (or ones that differ by one) never close
     anything, and a client that closes its connections anyway loses nothing.
 
-    `loads` is shared memory, one slot per worker: its open connections."""
+    `loads` is shared memory, one slot per worker: its open connections. Each connection
+    handed back counts in `handed_back` (http_connections_rebalanced_total: a steady rate
+    means a worker that does not accept, e.g. stopped)."""
 
     GAP = 2
     INTERVAL = 0.1
     """Seconds between two connections handed back by one worker: the count moves by one
     per close, and the client's new connection must land before the next look."""
 
-    def __init__(self, loads: MutableSequence[int], index: int) -> None:
+    def __init__(self, loads: MutableSequence[int], index: int, handed_back: Counter) -> None:
         self._loads = loads
         self._index = index
         self._next = 0.0
+        self._handed_back = handed_back
 
     def count(self, connections: int) -> None:
         """This worker now holds `connections` open connections."""
@@ -150,6 +154,7 @@ class ConnectionBalance:
         if now < self._next or connections - min(self._loads) < self.GAP:
             return False
         self._next = now + self.INTERVAL
+        self._handed_back.inc()
         return True
 
 
@@ -181,6 +186,12 @@ class BalancedHttpProtocol(ServingHttpProtocol):
 
 
 def balanced_protocol(loads: MutableSequence[int], index: int) -> type[BalancedHttpProtocol]:
-    """The protocol class for worker `index` of those sharing `loads`."""
-    balance = ConnectionBalance(loads, index)
+    """The protocol class for worker `index` of those sharing `loads`. Its counter is in no
+    registry: with workers, /metrics reads every metric from the shared folder."""
+    handed_back = Counter(
+        "http_connections_rebalanced",
+        "Keep-alive connections a worker closed after an answer, holding more than a sibling.",
+        registry=None,
+    )
+    balance = ConnectionBalance(loads, index, handed_back)
     return type("BalancedHttpProtocol", (BalancedHttpProtocol,), {"balance": balance})

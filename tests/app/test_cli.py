@@ -399,8 +399,10 @@ def test_workers_even_out_keep_alive_connections_that_landed_on_one(
         held = [_connections_held(pid, port) for pid in pids]
         for conn in pool:
             conn.close()
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(40) == 0, server.output()
     assert landed == [0, 4]
     assert closed >= 2  # two moved at least: one connection per close, reconnects may return
     assert (steady, held) == (0, [2, 2])
+    assert _count(metrics, "http_connections_rebalanced_total") == closed
