@@ -148,10 +148,10 @@ class ConnectionBalance:
         """This worker now holds `connections` open connections."""
         self._loads[self._index] = connections
 
-    def hand_back(self, connections: int) -> bool:
+    def hand_back(self) -> bool:
         """Whether to close the connection after the request now starting."""
         now = time.monotonic()
-        if now < self._next or connections - min(self._loads) < self.GAP:
+        if now < self._next or self._loads[self._index] - min(self._loads) < self.GAP:
             return False
         self._next = now + self.INTERVAL
         self._handed_back.inc()
@@ -180,7 +180,7 @@ class BalancedHttpProtocol(ServingHttpProtocol):
             cycle is not previous  # a request (not an upgrade) starts
             and cycle.keep_alive
             and not self.pipeline  # none queued behind it that the close would drop
-            and self.balance.hand_back(len(self.connections))
+            and self.balance.hand_back()
         ):
             cycle.keep_alive = False  # uvicorn says `connection: close` and closes after it
 

@@ -89,10 +89,11 @@ class Server:
 
         return wait_for(seen, timeout, f"{text!r} {count} times in {self.log_path}")
 
-    def read_connections(self, port: int) -> int:
-        """Connections to TCP `port` that a process of this server's group has accepted and
-        read all that was sent on so far (Linux /proc). One still in the listen backlog is
-        held by no process; one not read yet has bytes in its receive queue."""
+    def read_connections(self, port: int, pid: int | None = None) -> int:
+        """Connections to TCP `port` that a process of this server's group (or the process
+        `pid` alone) has accepted and read all that was sent on so far (Linux /proc). One
+        still in the listen backlog is held by no process; one not read yet has bytes in its
+        receive queue."""
         drained = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with contextlib.suppress(FileNotFoundError):
@@ -103,7 +104,8 @@ class Server:
                     if established and int(local.rsplit(":", 1)[1], 16) == port and not unread:
                         drained.add(f"socket:[{inode}]")
         held = 0
-        for proc in Path("/proc").iterdir():
+        procs = [Path(f"/proc/{pid}")] if pid is not None else Path("/proc").iterdir()
+        for proc in procs:
             if not proc.name.isdigit():
                 continue
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -332,24 +331,6 @@ def test_an_early_sighup_does_not_kill_the_workers(trained: TrainedModel, tmp_pa
     assert log.count("SIGHUP reload") == 2, log
 
 
-def _connections_held(pid: int, port: int) -> int:
-    """How many established TCP connections to `port` the process `pid` holds (/proc)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):  # closed meanwhile
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    held = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # established
-                held += 1
-    return held
-
-
 def test_workers_even_out_keep_alive_connections_that_landed_on_one(
     trained: TrainedModel, tmp_path: Path
 ) -> None:
@@ -385,18 +366,18 @@ def test_workers_even_out_keep_alive_connections_that_landed_on_one(
             for conn in pool:
                 conn.connect()
             deadline = time.monotonic() + 10
-            while _connections_held(pids[1], port) < 4 and time.monotonic() < deadline:
+            while server.read_connections(port, pids[1]) < 4 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            landed = [_connections_held(pid, port) for pid in pids]
+            landed = [server.read_connections(port, pid) for pid in pids]
         finally:
             os.kill(pids[0], signal.SIGCONT)
         closed = 0
         deadline = time.monotonic() + 20
-        while [_connections_held(pid, port) for pid in pids] != [2, 2]:
+        while [server.read_connections(port, pid) for pid in pids] != [2, 2]:
             assert time.monotonic() < deadline, "the workers never evened out"
             closed += sum(predict(conn) for conn in pool)
         steady = sum(predict(conn) for _ in range(50) for conn in pool)
-        held = [_connections_held(pid, port) for pid in pids]
+        held = [server.read_connections(port, pid) for pid in pids]
         for conn in pool:
             conn.close()
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
