@@ -1,5 +1,6 @@
-"""The OpenAPI document: FastAPI's routes, the /predict lane's operation, the loaded model's
-request schema, and the security every guarded operation needs."""
+"""The OpenAPI document: FastAPI's routes, the /predict lane's operation, the V2 door's
+(`app.v2_openapi`), the loaded model's request schema, and the security every guarded
+operation needs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.lane import PATH, PredictLane
 from app.payload import request_schemas
 from app.settings import Settings
 from app.slot import ModelSlot
+from app.v2_openapi import document_v2, infer_example
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -41,8 +43,6 @@ def openapi_for(app: FastAPI, slot: ModelSlot, settings: Settings) -> Callable[[
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
         _document_predict(doc)
-        document(doc, settings)
-        schemas = doc["components"]["schemas"]
         if slot.ready:
             served = slot.serving()
             schema = served.predictor.schema
@@ -50,9 +50,14 @@ def openapi_for(app: FastAPI, slot: ModelSlot, settings: Settings) -> Callable[[
             public = settings.api_key is None or settings.predict_public
             example = served.predictor.describe().get("input_example") if public else None
             first = example[0] if isinstance(example, list) and example else None
+            infer = infer_example(schema, first) if isinstance(first, dict) else None
+            document_v2(doc, served.predictor.identity.name, infer)
+            schemas = doc["components"]["schemas"]
             schemas.update(request_schemas(schema.record_json_schema(first), list(schema.names)))
         else:
-            schemas.update(request_schemas({"type": "object"}, []))
+            document_v2(doc)
+            doc["components"]["schemas"].update(request_schemas({"type": "object"}, []))
+        document(doc, settings)
         cache.update(key=key, doc=doc)
         app.openapi_schema = doc
         return doc

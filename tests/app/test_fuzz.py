@@ -47,7 +47,8 @@ CHECKS = [
 ]
 # Generated requests per operation and mode: /predict, whose body is the one rich input, gets
 # most of them; the GET probes take no input and need only a few.
-EXAMPLES = {("POST", "/predict"): 100}
+V2_INFER = "/v2/models/{name}/infer"
+EXAMPLES = {("POST", "/predict"): 100, ("POST", V2_INFER): 50}
 DEFAULT_EXAMPLES = 12
 OPERATIONS = {
     ("POST", "/predict"),
@@ -56,6 +57,16 @@ OPERATIONS = {
     ("GET", "/readyz"),
     ("GET", "/ping"),
     ("GET", "/metrics"),
+    # The Open Inference Protocol (V2) door, served outside FastAPI's routes.
+    ("GET", "/v2"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/{name}"),
+    ("GET", "/v2/models/{name}/ready"),
+    ("POST", V2_INFER),
+    ("GET", "/v2/models/{name}/versions/{version}"),
+    ("GET", "/v2/models/{name}/versions/{version}/ready"),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"),
 }
 
 
@@ -159,4 +170,5 @@ def test_every_answer_is_documented(
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     # The operations that take input really were fuzzed.
     assert sent["POST /predict"] >= EXAMPLES[("POST", "/predict")] // 2, sent
+    assert sent[f"POST {V2_INFER}"] >= EXAMPLES[("POST", V2_INFER)] // 2, sent
     assert sent["POST /admin/reload"] > 0, sent

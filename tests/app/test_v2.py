@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.auth import SCHEME
 from app.main import create_app
 from app.predictor import ModelIdentity
 from app.schema import Column, InputSchema
@@ -365,6 +366,43 @@ def test_the_model_routes_need_the_key_the_probes_do_not(serve: AppFactory) -> N
             assert right.status_code == 200, path
     with serve(api_key=KEY, predict_public=True) as public:
         assert infer(public, {"inputs": matrix([ROW])}).status_code == 200
+
+
+def test_the_openapi_document_shows_the_door_with_a_request_that_works(
+    client: TestClient, serve: AppFactory
+) -> None:
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    v2 = {(m.upper(), p) for p, ops in paths.items() if p.startswith("/v2") for m in ops}
+    model, versioned = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    assert v2 == {
+        ("GET", "/v2"),
+        ("GET", "/v2/health/live"),
+        ("GET", "/v2/health/ready"),
+        *((m, base + tail) for base in (model, versioned)
+          for m, tail in (("GET", ""), ("GET", "/ready"), ("POST", "/infer"))),
+    }  # fmt: skip
+    operation = paths[INFER.replace("sk_model", "{name}")]["post"]
+    assert operation["parameters"][0]["schema"]["example"] == "sk_model"
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "408", "413",
+                                           "415", "503", "504"}  # fmt: skip
+    # The documented example, sent as /docs' "Try it out" sends it, answers as /predict does.
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    assert [t["name"] for t in example["inputs"]] == NAMES
+    answer = infer(client, example)
+    assert answer.status_code == 200, answer.text
+    record = {t["name"]: t["data"][0] for t in example["inputs"]}
+    predicted = client.post("/predict", json=record).json()["predictions"]
+    assert answer.json()["outputs"][0]["data"] == predicted
+    # With a key: the model's operations say they need it, the probes do not; the example
+    # (a training row) is shown only where the model's info is open.
+    with serve(api_key=KEY) as keyed:
+        keyed_paths = keyed.get("/openapi.json").json()["paths"]
+    assert keyed_paths[model + "/infer"]["post"]["security"] == [{SCHEME: []}]
+    assert keyed_paths[model]["get"]["security"] == [{SCHEME: []}]
+    assert "security" not in keyed_paths["/v2/health/ready"]["get"]
+    keyed_body = keyed_paths[model + "/infer"]["post"]["requestBody"]["content"]
+    assert "example" not in keyed_body["application/json"]
 
 
 def test_unready_until_loaded_then_served_with_the_values_datatype() -> None:
