@@ -167,7 +167,9 @@ def _errors(endpoint: Endpoint) -> list[int]:
     return sorted(codes)
 
 
-def _operation(endpoint: Endpoint, name: str | None, example: dict[str, Any] | None) -> Any:
+def _operation(
+    endpoint: Endpoint, name: str | None, example: dict[str, Any] | None
+) -> dict[str, Any]:
     summary, answer, description = _ANSWERS[endpoint.kind]
     path, method = endpoint.route.path, endpoint.method.lower()
 
@@ -211,7 +213,7 @@ def infer_example(schema: InputSchema, record: dict[str, Any]) -> dict[str, Any]
             return None
         value = record[column.name]
         inputs.append({"name": column.name, "datatype": datatype, "shape": [1], "data": [value]})
-    return {"inputs": inputs}
+    return {"inputs": inputs} if inputs else None
 
 
 def document_v2(
