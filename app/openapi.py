@@ -52,11 +52,11 @@ def openapi_for(app: FastAPI, slot: ModelSlot, settings: Settings) -> Callable[[
             first = example[0] if isinstance(example, list) and example else None
             infer = infer_example(schema, first) if isinstance(first, dict) else None
             document_v2(doc, served.predictor.identity.name, infer)
-            schemas = doc["components"]["schemas"]
-            schemas.update(request_schemas(schema.record_json_schema(first), list(schema.names)))
+            record, names = schema.record_json_schema(first), list(schema.names)
         else:
             document_v2(doc)
-            doc["components"]["schemas"].update(request_schemas({"type": "object"}, []))
+            record, names = {"type": "object"}, []
+        doc["components"]["schemas"].update(request_schemas(record, names))
         document(doc, settings)
         cache.update(key=key, doc=doc)
         app.openapi_schema = doc

@@ -211,8 +211,8 @@ def infer_example(schema: InputSchema, record: dict[str, Any]) -> dict[str, Any]
         datatype = COLUMN_DATATYPE.get(column.kind)
         if datatype is None or column.name not in record:
             return None
-        value = record[column.name]
-        inputs.append({"name": column.name, "datatype": datatype, "shape": [1], "data": [value]})
+        data = [record[column.name]]
+        inputs.append({"name": column.name, "datatype": datatype, "shape": [1], "data": data})
     return {"inputs": inputs} if inputs else None
 
 
