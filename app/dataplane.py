@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from app.batching import timed
 from app.decoders import Decoded
 from app.errors import InvalidInput, summarize
 from app.failures import one_line
-from app.payload import Batch, normalize
+from app.payload import Batch, Records, normalize
 from app.recorder import Recorder
 from app.schema import MAX_ERRORS, InputSchema
 from app.slot import ModelSlot, ServedModel
@@ -109,6 +110,8 @@ class DataPlane:
             if len(body) <= INLINE_BYTES:
                 data, batch = self.parse(schema, body, read, decode)
                 predicted = None
+            elif (offloaded := await self._offload(served, body, decode)) is not None:
+                data, batch, predicted = offloaded
             else:  # a large body crosses to a model thread once: parsed and predicted there
                 data, batch, predicted = await asyncio.get_running_loop().run_in_executor(
                     served.executor, self._parse_and_predict, served, body, read, decode
@@ -125,6 +128,23 @@ class DataPlane:
             served.in_flight -= 1
         self.recorder.record(request_id, served, data, predictions, time.perf_counter() - start)
         return served, predictions
+
+    async def _offload(
+        self, served: ServedModel, body: bytes, decode: Decode | None
+    ) -> tuple[np.ndarray, Batch, Callable[[], list[Any]]] | None:
+        """A large /predict body's matrix, batch and predictions from a model process beside
+        this worker (`app.helper`), or None: none has room, or the one that took the body
+        leaves it to the worker (which then answers as it would without model processes)."""
+        if decode is not _decode_predict or not self.fast_decoders or not served.helpers:
+            return None
+        helper = min(served.helpers, key=attrgetter("waiting"))
+        answered = helper.submit(body)
+        done = None if answered is None else await answered
+        if done is None:
+            return None
+        matrix, predictions, seconds = done
+        served.metrics.observe(predictions, seconds)
+        return matrix, Records([], ()), lambda: predictions
 
     def _parse_and_predict(
         self, served: ServedModel, body: bytes, read: Reader, decode: Decode | None

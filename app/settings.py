@@ -7,6 +7,7 @@ own `MLFLOW_*` and `AWS_*` variables; they are passed through untouched, never r
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
     """Model calls that may run at once in a worker (scikit-learn's native code releases the
     GIL, so a second call can use a second core). Set 1 for a model whose predict is not
     thread-safe."""
+
+    model_processes: int | None = Field(default=None, ge=0, le=16)
+    """Model processes beside each worker (`app.helper`): each serves the same model, holds
+    its own copy of it, and takes a share of the worker's large /predict bodies (over 16 KiB),
+    decoded and predicted under its own GIL, so that one worker's large requests fill a
+    second core. Unset: 1 when the service may use more cores than it has WORKERS, else 0.
+    0: everything in the worker. Models served through mlflow.pyfunc stay in the worker."""
 
     batching: bool = True
     """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
@@ -157,6 +165,13 @@ class Settings(BaseSettings):
         if self.model_uri is not None and self.run_id:
             raise ValueError("set either MODEL_URI or RUN_ID, not both")
         return self
+
+    @property
+    def helper_processes(self) -> int:
+        """MODEL_PROCESSES, or what it means unset (see there)."""
+        if self.model_processes is not None:
+            return self.model_processes
+        return 1 if len(os.sched_getaffinity(0)) > self.workers else 0
 
     @property
     def resolved_model_uri(self) -> str:

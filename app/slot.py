@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from app.batching import MicroBatcher, timed
 from app.cache import ModelCache
 from app.errors import NotReady, ReloadFailed
 from app.failures import explain
+from app.helper import ModelHelper
 from app.metrics import Metrics, ModelMetrics
 from app.predictor import ModelIdentity, Predictor
 from app.process import freeze_heap
@@ -48,6 +50,8 @@ class ServedModel:
     source: str = "registry"
     batcher: MicroBatcher | None = None
     in_flight: int = 0
+    helpers: tuple[ModelHelper, ...] = ()
+    """Model processes serving this model beside the worker (started after it is swapped in)."""
 
     async def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
         """Predictions for parsed input: batched with other requests' when it is a matrix."""
@@ -96,6 +100,7 @@ class ModelSlot:
         self._active: ServedModel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
+        self._stopping = threading.Event()  # model processes being started give up
         # Model threads: predict calls never block the event loop.
         self.executor = ThreadPoolExecutor(
             max_workers=settings.predict_threads, thread_name_prefix="predict"
@@ -153,7 +158,40 @@ class ModelSlot:
             if self.cache is not None and predictor.local_dir is not None:
                 self.spawn(self._store(predictor), "cache-store")
         freeze_heap()
+        if self.settings.helper_processes:
+            self.spawn(self._start_helpers(active), "model-processes")
         return old
+
+    async def _start_helpers(self, served: ServedModel) -> None:
+        """Start the model processes for `served` (see app.helper); the worker serves alone
+        meanwhile, and for good when its model cannot be served so (logged)."""
+        predictor = served.predictor
+        label = predictor.identity.label
+        started: list[ModelHelper] = []
+
+        def start() -> None:
+            snapshot = predictor.snapshot()
+            if snapshot is None or predictor.schema.decoder is None:
+                logger.info("%s is served in the worker alone: no model process", label)
+                return
+            for _ in range(self.settings.helper_processes):
+                helper = ModelHelper(snapshot, self.settings.max_batch_rows, label, self._stopping)
+                started.append(helper)
+
+        ready = False
+        try:
+            await anyio.to_thread.run_sync(start)
+            ready = True
+        except (RuntimeError, OSError) as exc:
+            logger.warning("%s is served in the worker alone: %s", label, exc)
+        finally:  # also when the slot stops meanwhile
+            if ready and self._active is served and not self._stopping.is_set():
+                served.helpers = tuple(started)
+                if started:
+                    pids = ", ".join(str(helper.pid) for helper in started)
+                    logger.info("%s: model processes take large requests (pid %s)", label, pids)
+            else:
+                _close_helpers(tuple(started))
 
     def mark_registry(self, *, reachable: bool) -> None:
         self.registry_reachable = reachable
@@ -188,9 +226,12 @@ class ModelSlot:
         if served.batcher is not None:
             await served.batcher.drain(max(0.0, deadline - loop.time()))
             await served.batcher.stop()
+        helpers, served.helpers = served.helpers, ()
+        await anyio.to_thread.run_sync(_close_helpers, helpers)
         served.predictor.close()
 
     async def stop(self) -> None:
+        self._stopping.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -252,6 +293,7 @@ class ModelSlot:
             **served.predictor.describe(),
             "source": served.source,
             "registry": _reachability(self.registry_reachable),
+            "model_processes": [helper.describe() for helper in served.helpers],
         }
 
     def status(self) -> dict[str, Any]:
@@ -263,3 +305,8 @@ class ModelSlot:
             "registry": _reachability(self.registry_reachable),
             "last_error": self.last_error,
         }
+
+
+def _close_helpers(helpers: tuple[ModelHelper, ...]) -> None:
+    for helper in helpers:
+        helper.close()

@@ -224,7 +224,7 @@ def served(serve: AppFactory) -> Iterator[TestClient]:
 
 
 def answers_with_decoders_on_and_off(
-    client: TestClient, url: str, bodies: Iterator[bytes]
+    client: TestClient, url: str, bodies: Iterator[bytes], auth: dict[str, str] | None = None
 ) -> dict[int, int]:
     """Send every body twice, with the compiled decoders on and off: the answers (status and
     bytes) must be identical. Returns how many answers had each status."""
@@ -236,7 +236,7 @@ def answers_with_decoders_on_and_off(
             for fast in (True, False):
                 plane.fast_decoders = fast
                 response = client.post(
-                    url, content=body, headers={"content-type": "application/json"}
+                    url, content=body, headers={"content-type": "application/json", **(auth or {})}
                 )
                 answers.append((response.status_code, response.content))
             assert answers[0] == answers[1], body[:200]
