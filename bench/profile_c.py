@@ -12,7 +12,9 @@ of one shape, 4 connections, 2 threads), samples it with py-spy (`pip install py
 or with ptrace allowed) and prints the share of the samples in each part: parse (JSON to the
 model's matrix: app.decoders, app.payload, app.schema, parse_json), predict (the model call:
 app.fastpath, scikit-learn, mlflow), HTTP and the rest (uvicorn, the event loop, the lane,
-encoding the answer). Shares are of the samples where a thread was working (see IDLE).
+encoding the answer). Shares are of the samples where a thread was working (see IDLE), of the
+worker and of its model processes (`app.helper`, sampled with py-spy's --subprocesses), each
+shown apart too.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def main() -> int:
             raw = Path(tmp) / "stacks.txt"
             spied = subprocess.run(
                 [spy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--nonblocking",
-                 "--duration", str(round(args.seconds)), "--format", "raw", "--output", str(raw)],
+                 "--subprocesses", "--duration", str(round(args.seconds)), "--format", "raw",
+                 "--output", str(raw)],
                 check=False, capture_output=True, text=True, timeout=args.seconds + 60,
             )  # fmt: skip
             load.join()
@@ -130,6 +133,7 @@ def main() -> int:
         finally:
             server.stop()
         counts: Counter[str] = Counter()
+        by_process: Counter[tuple[str, str]] = Counter()
         leaves: Counter[str] = Counter()
         for line in raw.read_text().splitlines():
             stack, _, n = line.rpartition(" ")
@@ -137,6 +141,7 @@ def main() -> int:
             if name is None:
                 continue
             counts[name] += int(n)
+            by_process["model process" if "app.helper" in stack else "worker", name] += int(n)
             if name == "HTTP and the rest":
                 leaves[";".join(stack.split(";")[-3:])] += int(n)
         if args.verbose:
@@ -146,6 +151,9 @@ def main() -> int:
     print(f"case (c), {args.shape}: {total} samples of running threads")
     for name in ("parse", "predict", "HTTP and the rest"):
         print(f"  {name:<18} {100 * counts[name] / total:5.1f}%")
+    for process in ("worker", "model process"):
+        shares = [f"{name} {100 * by_process[process, name] / total:.1f}%" for name in counts]
+        print(f"  of which in the {process}: {', '.join(shares)}")
     return 0
 
 
