@@ -179,6 +179,26 @@ def test_2_the_readme_curl_answers_and_model_info_shows_the_first_run(stack: Sta
     assert info["metrics"] == pytest.approx(metrics)
 
 
+def test_2a_large_requests_are_shared_with_the_containers_model_process(stack: Stack) -> None:
+    """The container runs the API as shipped: one worker and, beside it, its model process,
+    which answers large bodies (over 16 KiB) as the worker would."""
+
+    def started() -> list[dict[str, Any]] | None:
+        return client.get("/model-info").json()["model_processes"] or None
+
+    with api(stack) as client:
+        (process,) = wait_for("the model process", started, timeout=60)
+        assert process["running"]
+        rows = [list(IRIS_EXAMPLE.values())] * 1000
+        body = {"dataframe_split": {"columns": list(IRIS_EXAMPLE), "data": rows}}
+        assert len(json.dumps(body)) > 16 * 1024
+        answer = client.post("/predict", json=body)
+        (after,) = client.get("/model-info").json()["model_processes"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == [2] * 1000
+    assert after["requests"] == process["requests"] + 1
+
+
 # -- 2b. monitoring: the prediction log, drift, accuracy, Prometheus and the dashboard ----------
 
 
