@@ -171,7 +171,9 @@ class Settings(BaseSettings):
         """MODEL_PROCESSES, or what it means unset (see there)."""
         if self.model_processes is not None:
             return self.model_processes
-        return 1 if len(os.sched_getaffinity(0)) > self.workers else 0
+        affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
+        cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+        return 1 if cores > self.workers else 0
 
     @property
     def resolved_model_uri(self) -> str:
