@@ -27,7 +27,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import pickle
 import signal
 import struct
 import subprocess
@@ -231,16 +230,15 @@ def _serve(recv: Connection, send: Connection) -> None:
     from app.fastpath import to_list
     from app.process import freeze_heap
     from app.schema import InputSchema
-    from app.snapshot import Snapshot, environment
+    from app.snapshot import Mismatch, loads
 
     first = recv.recv_bytes()
     (max_rows,) = struct.unpack_from("<Q", first)
-    record = pickle.loads(first[8:])  # the worker's own snapshot of the model it serves
-    if record.get("environment") != environment():
-        send.send_bytes(b"the model process runs another Python, numpy or scikit-learn")
+    try:
+        snapshot = loads(first[8:])  # the worker's own snapshot of the model it serves
+    except Mismatch as exc:
+        send.send_bytes(f"the model's serving file {exc}".encode())
         return
-    fields = {k: record[k] for k in Snapshot.__dataclass_fields__ if k != "estimator"}
-    snapshot = Snapshot(estimator=pickle.loads(record["estimator"]), **fields)
     predict = snapshot.predict_path()  # None unless it answers the example's rows as before
     decoder = InputSchema.from_signature(snapshot.inputs, snapshot.fitted_order).decoder
     if predict is None or decoder is None:

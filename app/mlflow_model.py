@@ -53,6 +53,7 @@ class MlflowPredictor:
         self._inputs: list[dict[str, Any]] = []
         self._fitted_order: list[str] | None = None
         self._fast: Callable[[np.ndarray], Any] | None = None
+        self._serving_file: bytes | None = None  # snapshot(), made once (cache, model processes)
         self._is_classifier = False
         self._info: dict[str, Any] = {}
         self.metadata: dict[str, Any] = {}
@@ -193,6 +194,8 @@ class MlflowPredictor:
         example = self._info.get("input_example")
         if self._fast is None or path not in FAST_PATHS or not example or not self._ready:
             return None
+        if self._serving_file is not None:
+            return self._serving_file
         names, order = list(self.schema.names), list(self.schema.array_order)
         rows = pd.DataFrame.from_records(example, columns=names)[order].to_numpy(np.float64)
         snapshot = Snapshot(
@@ -205,7 +208,8 @@ class MlflowPredictor:
             info={k: self._info[k] for k in MODEL_INFO_KEYS},
             metadata=self.metadata,
         )
-        return snapshot.dumps()
+        self._serving_file = snapshot.dumps()
+        return self._serving_file
 
     # -- serving -------------------------------------------------------------------------
 

@@ -87,21 +87,29 @@ class Snapshot:
         return fast if answers == self.answers else None
 
 
+class Mismatch(ValueError):
+    """A snapshot this process cannot serve as is (another format or environment)."""
+
+
+def loads(data: bytes) -> Snapshot:
+    """A snapshot from its bytes (`Snapshot.dumps`), made by this same environment; else
+    Mismatch says what differs."""
+    record = pickle.loads(data)  # plain data: imports nothing
+    if record.get("format") != FORMAT:
+        raise Mismatch("has another format")
+    if record["environment"] != environment():
+        raise Mismatch(f"was made with {record['environment']}, this process runs {environment()}")
+    fields = {k: record[k] for k in Snapshot.__dataclass_fields__ if k != "estimator"}
+    return Snapshot(estimator=pickle.loads(record["estimator"]), **fields)
+
+
 def read(path: Path) -> Snapshot | None:
     """The snapshot in `path`, or None (logged) when this process cannot serve it as is."""
     try:
-        record = pickle.loads(path.read_bytes())  # plain data: imports nothing
-        if record.get("format") != FORMAT:
-            logger.info("cache: %s has another format: MLflow's files are opened", path)
-            return None
-        if record["environment"] != environment():
-            logger.info(
-                "cache: %s was made with %s, this process runs %s: MLflow's files are opened",
-                path, record["environment"], environment(),
-            )  # fmt: skip
-            return None
-        fields = {k: record[k] for k in Snapshot.__dataclass_fields__ if k != "estimator"}
-        return Snapshot(estimator=pickle.loads(record["estimator"]), **fields)
+        return loads(path.read_bytes())
+    except Mismatch as exc:
+        logger.info("cache: %s %s: MLflow's files are opened", path, exc)
+        return None
     except Exception as exc:  # an unreadable snapshot: MLflow's files still serve
         logger.warning("cache: %s is unreadable (%s): MLflow's files are opened", path, exc)
         return None

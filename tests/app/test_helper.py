@@ -4,12 +4,14 @@ worker must serve on if it dies, and it must end with its model and with the ser
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +19,7 @@ from fastapi.testclient import TestClient
 from app.dataplane import INLINE_BYTES, DataPlane
 from app.helper import ModelHelper
 from app.slot import ServedModel
-from tests.app.conftest import AppFactory
+from tests.app.conftest import IRIS_EXAMPLE, AppFactory
 from tests.app.test_decoders import (
     FEATURES,
     MAX_ROWS,
@@ -86,8 +88,10 @@ def test_the_worker_serves_on_when_its_model_process_dies(
     served: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     (helper,) = helpers(served)
-    body = large_body(random.Random("valid"))
+    body = json.dumps({"dataframe_records": [IRIS_EXAMPLE] * 250}).encode()
+    assert len(body) > INLINE_BYTES
     first = served.post(PATH, content=body, headers=AUTH)
+    assert first.status_code == 200, first.text
     with caplog.at_level(logging.WARNING, logger="app.helper"):
         os.kill(helper.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -104,7 +108,7 @@ def test_the_worker_serves_on_when_its_model_process_dies(
     (fresh,) = helpers(served)
     assert fresh is not helper and fresh.alive and running(fresh.pid)
     assert served.post(PATH, content=body, headers=AUTH).content == first.content
-    assert fresh.answered >= 1 or first.status_code != 200
+    assert fresh.answered == 1
     assert not running(helper.pid)
 
 
@@ -116,10 +120,31 @@ def test_model_processes_end_with_the_service(serve: AppFactory) -> None:
     assert not any(running(h.pid) for h in started)
 
 
+def helper_children() -> set[int]:
+    """This test process's child processes that run `app.helper`."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"app.helper" in command and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
 def test_no_model_process_unless_asked_or_useful(serve: AppFactory) -> None:
-    with serve(model_processes=0) as client:
-        time.sleep(0.5)
-        assert serving(client).helpers == ()
-    with serve(model_processes=None, workers=len(os.sched_getaffinity(0))) as client:
-        time.sleep(0.5)
-        assert serving(client).helpers == ()  # one worker per core: no room for more
+    cores = len(os.sched_getaffinity(0))
+    for overrides in ({"model_processes": 0}, {"model_processes": None, "workers": cores}):
+        before = helper_children()
+        with serve(**overrides) as client:
+            # Started, one would be a child within a second of ready (see the tests above).
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                assert helper_children() <= before, overrides
+                time.sleep(0.1)
+            assert serving(client).helpers == ()
+    with serve(model_processes=1) as client:  # the probe sees one that is asked for
+        helpers(client)
+        assert helper_children() - before
