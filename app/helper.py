@@ -41,6 +41,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from app.cores import pin
+
 logger = logging.getLogger(__name__)
 
 _OK, _LOCAL = b"\x01", b"\x00"
@@ -70,10 +72,17 @@ class ModelHelper:
     loop, never more than the pipe holds (so a write never waits), up to `DEPTH` at a time;
     a thread reads the answers, which come in order, and hands each to its request."""
 
-    def __init__(self, snapshot: bytes, max_rows: int, label: str, stop: threading.Event) -> None:
-        """Starts the process and waits until it serves (blocking: call from a thread); raises
-        RuntimeError when it cannot serve this model, or `stop` is set meanwhile (it has then
-        ended)."""
+    def __init__(
+        self,
+        snapshot: bytes,
+        max_rows: int,
+        label: str,
+        stop: threading.Event,
+        core: int | None = None,
+    ) -> None:
+        """Starts the process (pinned to `core`, if one) and waits until it serves (blocking:
+        call from a thread); raises RuntimeError when it cannot serve this model, or `stop` is
+        set meanwhile (it has then ended)."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self._proc = subprocess.Popen(
@@ -83,6 +92,8 @@ class ModelHelper:
         )
         os.close(to_child_r)
         os.close(from_child_w)
+        # Pinned as it starts, before its imports: threads it starts later keep its core.
+        self.core = core if pin(self._proc.pid, core, "the model process") else None
         self._send = Connection(to_child_w, readable=False)
         self._recv = Connection(from_child_r, writable=False)
         # A pipe holds whole pages: a body and its length prefix may start a page each.
@@ -132,7 +143,12 @@ class ModelHelper:
 
     def describe(self) -> dict[str, Any]:
         """What /model-info shows of this process."""
-        return {"pid": self.pid, "running": self.alive, "requests": self.answered}
+        return {
+            "pid": self.pid,
+            "running": self.alive,
+            "requests": self.answered,
+            "core": self.core,
+        }
 
     def submit(self, body: bytes) -> asyncio.Future[Offloaded | None] | None:
         """(On the event loop) a future of the body's matrix, predictions and predict seconds,

@@ -7,6 +7,7 @@
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
   SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP makes every worker
   reload, and POST /admin/reload in any worker does too (`app.workers`).
+- Each process gets a core of its own when they are as many as the cores (`app.cores`).
 - Workers even out their keep-alive connections (`app.protocol.ConnectionBalance`): each
   one's count of open connections is in shared memory, and one holding two more than a
   sibling closes a connection after an answer, so that the client reconnects to the sibling.
@@ -28,6 +29,7 @@ from collections.abc import Callable, MutableSequence
 
 import uvicorn
 
+from app.cores import pin_worker
 from app.observe import RequestIdFilter
 from app.protocol import ServingHttpProtocol, balanced_protocol
 from app.settings import Settings
@@ -82,6 +84,8 @@ def _serve_one(
     # SIGHUP means "reload"; until the app installs that handler, and after it removes it,
     # the default action (terminate) must not apply.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Before the app starts any thread: threads run where their creator was pinned.
+    pin_worker(settings.pin_cores, settings.workers, settings.helper_processes, index)
     app = create_app(settings, on_fatal=fatal)
     config = uvicorn.Config(
         app,

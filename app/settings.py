@@ -7,13 +7,14 @@ own `MLFLOW_*` and `AWS_*` variables; they are passed through untouched, never r
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.cores import available as available_cores
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     decoded and predicted under its own GIL, so that one worker's large requests fill a
     second core. Unset: 1 when the service may use more cores than it has WORKERS, else 0.
     0: everything in the worker. Models served through mlflow.pyfunc stay in the worker."""
+
+    pin_cores: bool | None = None
+    """Pin each of the service's processes (workers, model processes) to a core of its own
+    (`app.cores`). Unset: when they are exactly as many as the cores the service may use
+    (Linux). false: never; true: always (cores taken in turn when processes outnumber them)."""
 
     batching: bool = True
     """Gather concurrent /predict requests into one model call (adaptive micro-batching)."""
@@ -171,9 +177,7 @@ class Settings(BaseSettings):
         """MODEL_PROCESSES, or what it means unset (see there)."""
         if self.model_processes is not None:
             return self.model_processes
-        affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
-        cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-        return 1 if cores > self.workers else 0
+        return 1 if len(available_cores()) > self.workers else 0
 
     @property
     def resolved_model_uri(self) -> str:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from app.batching import MicroBatcher, timed
 from app.cache import ModelCache
+from app.cores import helper_core
 from app.errors import NotReady, ReloadFailed
 from app.failures import explain
 from app.helper import ModelHelper
@@ -174,8 +175,10 @@ class ModelSlot:
             if snapshot is None or predictor.schema.decoder is None:
                 logger.info("%s is served in the worker alone: no model process", label)
                 return
-            for _ in range(self.settings.helper_processes):
-                helper = ModelHelper(snapshot, self.settings.max_batch_rows, label, self._stopping)
+            for k in range(self.settings.helper_processes):
+                helper = ModelHelper(
+                    snapshot, self.settings.max_batch_rows, label, self._stopping, helper_core(k)
+                )
                 started.append(helper)
 
         ready = False
