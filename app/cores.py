@@ -2,12 +2,14 @@
 
 When the service's processes (WORKERS workers, each with its model processes) are exactly as
 many as the cores it may run on, each is pinned to one: worker i to the (i * (1 + M))-th core
-of its CPU set, its M model processes to the cores after it. Left free, Linux wakes a process
-on the core of the process that woke it (the worker writing a body into its model process's
-pipe, the client writing a request), so the two share a core while the other idles; pinned,
-each keeps its core and its caches. Measured on 2 cores, interleaved wrk rounds against the
-same server: 1000-row bodies (4 connections) +5% (one worker and its model process, 1.93
-cores busy against 1.88), 1-row bodies +8% at 32 connections and +13% at 1.
+of its CPU set, its M model processes to the cores after it. Left free, the scheduler can
+run a process and the one it just woke (the worker writing a body into its model process's
+pipe, the client writing a request) on one core while the other idles; pinned, each keeps its
+core and its caches. Measured on 2 cores (wrk; two servers up at once, pinned and
+PIN_CORES=false, measured in turn): 1000-row bodies at 4 connections 1,035-1,182 against
+878-1,069 req/s over 8 rounds of the four body shapes (1.89-1.93 cores busy against
+1.72-1.89); one-row bodies at 32 connections 12,696 and 14,710 against 13,202 and 13,141, at
+one connection 2,997 and 3,143 against 2,429 and 2,179.
 
 Threads inherit their creator's core: a worker pins itself before its app starts any. The
 plan is made once per process, from the CPU set it started with (the worker's own shrinks to

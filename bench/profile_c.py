@@ -135,15 +135,22 @@ def main() -> int:
         counts: Counter[str] = Counter()
         by_process: Counter[tuple[str, str]] = Counter()
         leaves: Counter[str] = Counter()
-        for line in raw.read_text().splitlines():
-            stack, _, n = line.rpartition(" ")
+        skipped = 0
+        for line in raw.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():  # py-spy sometimes writes a garbled frame (--subprocesses)
+                skipped += 1
+                continue
+            n = int(count)
             name = part(stack)
             if name is None:
                 continue
-            counts[name] += int(n)
-            by_process["model process" if "app.helper" in stack else "worker", name] += int(n)
+            counts[name] += n
+            by_process["model process" if "app.helper" in stack else "worker", name] += n
             if name == "HTTP and the rest":
-                leaves[";".join(stack.split(";")[-3:])] += int(n)
+                leaves[";".join(stack.split(";")[-3:])] += n
+        if skipped:
+            print(f"skipped {skipped} garbled line(s) of py-spy's output", file=sys.stderr)
         if args.verbose:
             for leaf, n in leaves.most_common(25):
                 print(f"{n:6} {leaf}", file=sys.stderr)
