@@ -40,10 +40,7 @@ class Plan:
     """The core of one worker and of each of its model processes (None: not pinned)."""
 
     worker: int | None = None
-    helpers: tuple[int | None, ...] = ()
-
-    def helper(self, k: int) -> int | None:
-        return self.helpers[k] if k < len(self.helpers) else None
+    helpers: tuple[int, ...] = ()
 
 
 def plan(pin: bool | None, workers: int, helpers: int, index: int) -> Plan:
@@ -77,7 +74,7 @@ def pin(pid: int, core: int | None, what: str) -> bool:
 _own = Plan()
 
 
-def pin_worker(pin_cores: bool | None, workers: int, helpers: int, index: int) -> Plan:
+def pin_worker(pin_cores: bool | None, workers: int, helpers: int, index: int) -> None:
     """Pin this worker as `plan` says (before it starts threads) and keep the plan, for its
     model processes (`helper_core`)."""
     global _own
@@ -88,9 +85,8 @@ def pin_worker(pin_cores: bool | None, workers: int, helpers: int, index: int) -
             "worker %d pinned to core %d%s", index, _own.worker,
             f", its model processes to {cores}" if cores else "",
         )  # fmt: skip
-    return _own
 
 
 def helper_core(k: int) -> int | None:
     """The core of this worker's k-th model process, or None (not pinned)."""
-    return _own.helper(k)
+    return _own.helpers[k] if k < len(_own.helpers) else None

@@ -92,7 +92,7 @@ class ModelHelper:
         )
         os.close(to_child_r)
         os.close(from_child_w)
-        # Pinned as it starts, before its imports: threads it starts later keep its core.
+        # Pinned right after it starts: threads it starts later (numpy's, on import) keep it.
         self.core = core if pin(self._proc.pid, core, "the model process") else None
         self._send = Connection(to_child_w, readable=False)
         self._recv = Connection(from_child_r, writable=False)
