@@ -28,7 +28,7 @@ from app.routes import add_routes
 from app.settings import Settings, get_settings
 from app.slot import ModelSlot, PredictorFactory
 from app.v2 import V2_TREE, V2Lane
-from app.workers import answer_requests, mark_reloadable, reload_worker
+from app.workers import answer_requests, mark_ready, mark_reloadable, reload_worker
 
 logger = logging.getLogger(__name__)
 Lanes = dict[str, ASGIApp]
@@ -120,7 +120,7 @@ def create_app(
     factory = predictor_factory or (lambda: MlflowPredictor(uri, tracking_uri=tracking_uri))
     metrics = Metrics()
     cache = ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None
-    slot = ModelSlot(settings, factory, metrics, cache=cache)
+    slot = ModelSlot(settings, factory, metrics, cache=cache, on_ready=mark_ready)
     loader = Loader(slot, on_fatal=on_fatal)
     log_url = settings.prediction_log_url
     log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None

@@ -17,7 +17,9 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app.workers import SHARED_DIR_ENV
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""The folder the workers under one supervisor share: prometheus-client's multiprocess files, and
+the workers' own marks (app.workers)."""
 
 # Sub-millisecond buckets: a small sklearn model answers in well under 1 ms.
 LATENCY_BUCKETS = (

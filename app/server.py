@@ -30,10 +30,10 @@ from collections.abc import Callable, MutableSequence
 import uvicorn
 
 from app.cores import pin_worker
+from app.metrics import SHARED_DIR_ENV
 from app.observe import RequestIdFilter
 from app.protocol import ServingHttpProtocol, balanced_protocol
 from app.settings import Settings
-from app.workers import SHARED_DIR_ENV
 
 logger = logging.getLogger(__name__)
 MULTIPROC_ENV = SHARED_DIR_ENV

@@ -32,7 +32,6 @@ from app.metrics import Metrics, ModelMetrics
 from app.predictor import ModelIdentity, Predictor
 from app.process import freeze_heap
 from app.settings import Settings
-from app.workers import mark_ready
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +88,11 @@ class ModelSlot:
         factory: PredictorFactory,
         metrics: Metrics,
         cache: ModelCache | None = None,
+        on_ready: Callable[[bool], None] = lambda ready: None,
     ) -> None:
         self.settings = settings
+        self.on_ready = on_ready
+        """Told when this process starts and stops serving a model (the workers' marks)."""
         self.cache = cache
         self.registry_reachable: bool | None = None
         """Whether the tracking server and artifact store answered the last time they were
@@ -152,7 +154,7 @@ class ModelSlot:
         old, self._active = self._active, active
         self.metrics.observe_model(identity, float(predictor.describe().get("load_seconds") or 0))
         self.metrics.observe_source(source)
-        mark_ready(True)
+        self.on_ready(True)
         self.last_error = None
         if source == "registry":
             self.mark_registry(reachable=True)
@@ -243,7 +245,7 @@ class ModelSlot:
             await self.retire(active, timeout=0)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.metrics.ready.set(0)
-        mark_ready(False)
+        self.on_ready(False)
 
     async def reload(self, *, force: bool = False) -> dict[str, Any]:
         """Load what the model URI means now and swap it in; the old model serves meanwhile.

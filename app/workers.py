@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ReloadFailed, ServiceError
+from app.metrics import SHARED_DIR_ENV
 
 if TYPE_CHECKING:
     from app.slot import ModelSlot
 
-SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _POLL = 0.02
 """Seconds between looks for the siblings' answers."""
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.workers import SHARED_DIR_ENV, mark_ready, ready_workers
+from app.metrics import SHARED_DIR_ENV
+from app.workers import mark_ready, ready_workers
 
 
 def test_ready_workers_counts_live_workers_that_marked_themselves(
