@@ -7,19 +7,25 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= sk_model
 ALIAS ?= champion
+UV_EXPORT = $(VENV)/bin/uv export --frozen --no-emit-project --no-dev --format requirements-txt --quiet
 
-.PHONY: run train serve test lint format bench clean postgres-up chromium
+.PHONY: run train serve test lint lock requirements lock-check format bench clean postgres-up chromium
 
-$(VENV)/.installed-trainer: pyproject.toml
+# Every install comes from the lock: requirements/*.txt are exported from uv.lock with hashes
+# (`make lock` writes all of them): the whole closure, so pip installs it without resolving
+# (--no-deps), the project itself without dependencies, and `pip check` confirms the result.
+$(VENV)/.installed-trainer: requirements/trainer.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[trainer]'
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/trainer.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml
+$(VENV)/.installed-dev: requirements/dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $@ $(VENV)/.installed-trainer
 
 ## Train into the embedded store unless MODEL@ALIAS already exists, then serve it.
@@ -32,16 +38,42 @@ serve: $(VENV)/.installed-trainer
 	MODEL_URI="$${MODEL_URI:-models:/$(MODEL)@$(ALIAS)}" $(PY) -m app --host $(HOST) --port $(PORT)
 
 ## Lint, type-check and run every test (the Postgres and integration tests included).
-test: $(VENV)/.installed-dev postgres-up chromium
+test: $(VENV)/.installed-dev lock-check postgres-up chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+## Upgrade every dependency within pyproject.toml's bounds: uv.lock, then the exported
+## requirements/*.txt that the venv, the images and CI install from.
+lock: $(VENV)/.installed-dev
+	$(VENV)/bin/uv lock --upgrade
+	$(MAKE) requirements
+
+## Re-export requirements/*.txt from uv.lock as it is (after editing pyproject.toml: `uv lock` first).
+requirements: $(VENV)/.installed-dev
+	$(UV_EXPORT) -o requirements/api.txt
+	$(UV_EXPORT) --extra trainer -o requirements/trainer.txt
+	$(UV_EXPORT) --all-extras -o requirements/dev.txt
+
+## Fails when uv.lock no longer matches pyproject.toml, or requirements/*.txt no longer match uv.lock.
+lock-check: $(VENV)/.installed-dev
+	$(VENV)/bin/uv lock --check
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(UV_EXPORT) -o $$tmp/api.txt && \
+	  $(UV_EXPORT) --extra trainer -o $$tmp/trainer.txt && \
+	  $(UV_EXPORT) --all-extras -o $$tmp/dev.txt && \
+	  for f in api trainer dev; do \
+	    diff -q <(grep -v '^#' $$tmp/$$f.txt) <(grep -v '^#' requirements/$$f.txt) >/dev/null || \
+	      { echo "requirements/$$f.txt does not match uv.lock: run 'make requirements'" >&2; exit 1; }; \
+	  done
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

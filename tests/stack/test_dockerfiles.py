@@ -1,5 +1,6 @@
 """Both Dockerfiles pass hadolint, run as non-root from pinned slim bases, bake in no secrets,
-need no frontend image, and install what their service needs from the project's own pyproject."""
+need no frontend image, and install what their service needs from the lock (requirements/*.txt,
+exported from uv.lock with hashes), the project itself without dependencies."""
 
 from __future__ import annotations
 
@@ -107,7 +108,14 @@ def test_dockerignore_keeps_credentials_and_local_state_out() -> None:
     # An allow-list: everything excluded, then the few paths the images need re-included.
     assert lines[0] == "*"
     included = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert included == {"pyproject.toml", "README.md", "app", "trainer", "model_serving"}
+    assert included == {
+        "pyproject.toml",
+        "README.md",
+        "requirements",
+        "app",
+        "trainer",
+        "model_serving",
+    }
     copied = {
         src.rstrip("/")
         for stage in parse(ROOT / "Dockerfile.api")
@@ -116,6 +124,17 @@ def test_dockerignore_keeps_credentials_and_local_state_out() -> None:
         for src in arg.split()[:-1]
     }
     assert copied <= included, f"COPY of paths .dockerignore excludes: {copied - included}"
+
+
+def pins(requirements: str) -> dict[str, str]:
+    """Package -> version of an exported lock file; fails on a line pinned without hashes."""
+    text = (ROOT / "requirements" / requirements).read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9_.\[\]-]+)==([^\s;]+)([^\n]*\\\n(?:\s+--hash=\S+.*\n)+)?", text, re.M
+    )
+    unhashed = [name for name, _, hashes in entries if "--hash=sha256:" not in hashes]
+    assert entries and not unhashed, f"{requirements}: pinned without hashes: {unhashed}"
+    return {name.lower(): version for name, version, _ in entries}
 
 
 def test_api_image_installs_the_base_dependencies_and_trainer_image_the_extra() -> None:
@@ -129,21 +148,22 @@ def test_api_image_installs_the_base_dependencies_and_trainer_image_the_extra() 
         return inherited + [c for c in commands if "pip install" in c]
 
     api_installs, trainer_installs = installs("api"), installs("trainer")
-    assert api_installs == ["pip install --no-cache-dir ."]
-    assert trainer_installs == [*api_installs, 'pip install --no-cache-dir "./[trainer]"']
+    lock = "pip install --no-cache-dir --no-deps --require-hashes -r requirements/{}.txt"
+    assert api_installs == [lock.format("api"), "pip install --no-cache-dir --no-deps ."]
+    assert trainer_installs == [*api_installs, lock.format("trainer")]
+
+    api, trainer = pins("api.txt"), pins("trainer.txt")
+    assert "mlflow-skinny" in api and "psycopg2-binary" in api
+    # No MLflow server or SQL-store dependencies in the API image; only the Postgres driver,
+    # which the prediction log writes with.
+    assert not {"mlflow", "sqlalchemy", "alembic"} & set(api)
+    assert "mlflow" in trainer
+    # The trainer image adds to the API's packages; it never installs another version of one.
+    assert {name: trainer[name] for name in api} == api
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = [re.split(r"[\s<>=!~;\[]", dep, maxsplit=1)[0] for dep in project["dependencies"]]
-    assert "mlflow-skinny" in base
-    # No MLflow server or SQL-store dependencies in the API image; only the Postgres driver,
-    # which the prediction log writes with.
-    assert not {"mlflow", "sqlalchemy", "alembic"} & set(base)
-    assert "psycopg2-binary" in base
-    extra = [
-        re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0]
-        for d in project["optional-dependencies"]["trainer"]
-    ]
-    assert "mlflow" in extra
+    assert {name.lower() for name in base} <= set(api), "a base dependency missing from the lock"
 
 
 def test_compose_builds_targets_that_exist() -> None:
@@ -158,15 +178,22 @@ def test_compose_builds_targets_that_exist() -> None:
             assert dockerfile.name == "Dockerfile.api" and build["target"] in stages, name
 
 
-def test_mlflow_image_pins_its_server_dependencies() -> None:
+def test_mlflow_image_installs_its_server_from_the_lock() -> None:
     (stage,) = parse(ROOT / "Dockerfile.mlflow")
     (install,) = [r for r in stage.runs() if "pip install" in r]
-    packages = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][\w.]*)", install))
-    assert packages.keys() >= {"mlflow", "psycopg2-binary", "boto3"}, install
-    assert packages["mlflow"] == "3.17.2"
-    unpinned = [
-        word
-        for word in install.split("&&")[0].split()[2:]
-        if not word.startswith("-") and "==" not in word
+    assert install.split("&&")[0].split() == [
+        "pip",
+        "install",
+        "--no-cache-dir",
+        "--no-deps",
+        "--require-hashes",
+        "-r",
+        "/tmp/requirements.txt",
     ]
-    assert unpinned == [], f"unpinned packages in {install!r}"
+    copies = [arg.split() for op, arg in stage.instructions if op == "COPY"]
+    assert ["requirements/trainer.txt", "/tmp/requirements.txt"] in copies
+    packages = pins("trainer.txt")
+    assert packages.keys() >= {"mlflow", "psycopg2-binary", "boto3"}
+    # The image's tag names the MLflow it runs.
+    tag = compose.raw()["services"]["mlflow-server"]["image"].rsplit(":", 1)[1]
+    assert packages["mlflow"] == tag
