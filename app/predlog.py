@@ -1,7 +1,8 @@
 """The prediction log: every predicted row, written to PostgreSQL in batches, off the request path.
 
 Rows come as COPY text lines from the recorder and wait in memory; one background task writes
-them with `COPY prediction_log FROM STDIN`, a batch at a time, on a thread. A slow or down
+them with `COPY prediction_log FROM STDIN`, a batch at a time (the queue lives on the event
+loop; only the COPY itself runs on a thread). A slow or down
 database costs no request anything: the writer retries with backoff while the rows wait, and
 the recorder drops rows (counting them) only when PREDICTION_LOG_QUEUE_ROWS are waiting. On
 shutdown, what is queued is written within PREDICTION_LOG_FLUSH_SECONDS.
@@ -40,7 +41,8 @@ class PredictionLog:
         self._url = url
         self.metrics = metrics
         self._lines: list[str] = []
-        self._lock = threading.Lock()  # the recorder's thread appends, the writer takes
+        # The queue is only touched on the event loop (the recorder adds, the writer task takes
+        # and gives back); only _write runs on a worker thread, and it reads just its batch.
         self._db = threading.Lock()  # one connection, used by one thread at a time
         self._wake = asyncio.Event()
         self._conn: Any = None
@@ -52,21 +54,18 @@ class PredictionLog:
         return len(self._lines)
 
     def add(self, lines: list[str]) -> None:
-        """Queue rows (called from the recorder's thread)."""
-        with self._lock:
-            self._lines.extend(lines)
+        """Queue rows (called on the event loop, by the recorder's drain)."""
+        self._lines.extend(lines)
 
     def wake(self) -> None:
         self._wake.set()
 
     def _take(self) -> list[str]:
-        with self._lock:
-            batch, self._lines = self._lines[:BATCH_ROWS], self._lines[BATCH_ROWS:]
+        batch, self._lines = self._lines[:BATCH_ROWS], self._lines[BATCH_ROWS:]
         return batch
 
     def _giveback(self, batch: list[str]) -> None:
-        with self._lock:
-            self._lines[:0] = batch
+        self._lines[:0] = batch
 
     def _connect(self) -> Any:
         import psycopg2
