@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid settings: {_settings_error(exc)}", file=sys.stderr)  # noqa: T201
         return 2
-    from app.server import configure_logging, serve
+    from app.server.supervisor import configure_logging, serve
 
     configure_logging(settings.log_level)
     return serve(settings)

@@ -1,12 +1,11 @@
 """The data plane: a request body in, the answer's bytes out, on the serving model.
 
-Every protocol door hands its body here: a /predict body is first offered to the model's
-compiled decoder (`app.decoders`), else parsed (orjson; the format read through
-`app.payload.FORMATS`) and checked against the model's compiled signature, predicted (batched
-with other requests' when it is a float matrix) and encoded. Large bodies are parsed and
-predicted on a model thread in one go, never on the event loop. The serving model is read
-once, so a request is answered wholly by one model even if another is swapped in meanwhile.
-"""
+Every protocol lane hands its body here: a /predict body is first offered to the model's compiled
+decoder (`app.formats.decoders`), else parsed (orjson; the format read through
+`app.formats.payload.FORMATS`) and checked against the model's compiled signature, predicted
+(batched with other requests' when it is a float matrix) and encoded. Large bodies are parsed and
+predicted on a model thread in one go, never on the event loop. The serving model is read once, so a
+request is answered wholly by one model even if another is swapped in meanwhile."""
 
 from __future__ import annotations
 
@@ -22,14 +21,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from app.batching import timed
-from app.decoders import Decoded
+from app.batching.batcher import timed
 from app.errors import InvalidInput, summarize
-from app.failures import one_line
-from app.payload import Batch, Records, normalize
-from app.recorder import Recorder
-from app.schema import MAX_ERRORS, InputSchema
-from app.slot import ModelSlot, ServedModel
+from app.formats.decoders import Decoded
+from app.formats.payload import Batch, Records, normalize
+from app.model.failures import one_line
+from app.model.schema import MAX_ERRORS, InputSchema
+from app.monitoring.recorder import Recorder
+from app.serving.slot import ModelSlot, ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +60,12 @@ def parse_json(body: bytes) -> Any:
 Reader = Callable[[Any, int], Batch]
 """Reads a parsed body into a Batch (at most `max_rows` rows), or raises InvalidInput."""
 Decode = Callable[[InputSchema, bytes, int], Decoded | None]
-"""A door's compiled decoder: a plainly valid body for the schema -> the model input and the
+"""A lane's compiled decoder: a plainly valid body for the schema -> the model input and the
 batch's location (at most `max_rows` rows), else None (read it the general way)."""
 
 
 def _decode_predict(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
-    """/predict's: the model's compiled decoder (`app.decoders`), if it has one."""
+    """/predict's: the model's compiled decoder (`app.formats.decoders`), if it has one."""
     return None if schema.decoder is None else schema.decoder.decode(body, max_rows)
 
 
@@ -78,14 +77,14 @@ class DataPlane:
         self.recorder = recorder
         self.max_rows = slot.settings.max_batch_rows
         self.fast_decoders = True
-        """Whether bodies go through the door's compiled decoder first (tests compare
+        """Whether bodies go through the lane's compiled decoder first (tests compare
         answers with it off)."""
 
     def parse(
         self, schema: InputSchema, body: bytes, read: Reader, decode: Decode | None = None
     ) -> tuple[np.ndarray | pd.DataFrame, Batch]:
         """JSON body -> model input, and the batch it came from (InvalidInput says what is
-        wrong). A door's compiled `decode` tries first; a body it does not take is read the
+        wrong). A lane's compiled `decode` tries first; a body it does not take is read the
         general way, which answers the same for any body both read (the fast path's batch
         carries only the location, for errors)."""
         if decode is not None and self.fast_decoders:
@@ -99,7 +98,7 @@ class DataPlane:
         self, body: bytes, read: Reader, request_id: str, decode: Decode | None = None
     ) -> tuple[ServedModel, list[Any]]:
         """The serving model and its predictions for a body in the format `read` reads, or
-        `decode` decodes when it can (the caller bounds the time). Every protocol's door comes
+        `decode` decodes when it can (the caller bounds the time). Every protocol's lane comes
         through here; what was predicted is recorded (prediction log, drift, accuracy) off the
         request path."""
         start = time.perf_counter()
@@ -126,19 +125,21 @@ class DataPlane:
                 raise
         finally:
             served.in_flight -= 1
-        self.recorder.record(request_id, served, data, predictions, time.perf_counter() - start)
+        self.recorder.record(
+            request_id, served.predictor, data, predictions, time.perf_counter() - start
+        )
         return served, predictions
 
     async def _offload(
         self, served: ServedModel, body: bytes, decode: Decode | None
     ) -> tuple[np.ndarray, Batch, Callable[[], list[Any]]] | None:
-        """A large /predict body's matrix, batch and predictions from a model process beside
-        this worker (`app.helper`), or None: none has room, or the one that took the body
+        """A large /predict body's matrix, batch and predictions from a model process beside this
+        worker (`app.parallel.model_process`), or None: none has room, or the one that took the body
         leaves it to the worker (which then answers as it would without model processes)."""
-        if decode is not _decode_predict or not self.fast_decoders or not served.helpers:
+        if decode is not _decode_predict or not self.fast_decoders or not served.model_processes:
             return None
-        helper = min(served.helpers, key=attrgetter("waiting"))
-        answered = helper.submit(body)
+        process = min(served.model_processes, key=attrgetter("waiting"))
+        answered = process.submit(body)
         done = None if answered is None else await answered
         if done is None:
             return None

@@ -1,5 +1,8 @@
 """The service's one error shape, and the exceptions that carry their HTTP status.
 
+Free of any web framework, so every layer may raise them; `app.http.errors` sends them
+through FastAPI's handlers.
+
 Every error the service returns, validation errors included, is
 `{"error": {"status": int, "code": str, "message": str, "details": [...]}}`. Messages name what
 was wrong and where; they never contain the client's values or a stack trace.
@@ -8,15 +11,10 @@ was wrong and where; they never contain the client's values or a stack trace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +128,7 @@ def error_bytes(
 Rendered = tuple[int, bytes, list[tuple[bytes, bytes]]]
 """status, JSON body, extra headers"""
 Encoder = Callable[[int, str, str, list[dict[str, Any]] | None], bytes]
-"""An error's status, code, message and details -> the body (the V2 door has its own shape)."""
+"""An error's status, code, message and details -> the body (the V2 lane has its own shape)."""
 
 
 def render(exc: BaseException, encode: Encoder = error_bytes) -> Rendered:
@@ -143,44 +141,6 @@ def render(exc: BaseException, encode: Encoder = error_bytes) -> Rendered:
         return exc.status, encode(exc.status, exc.code, exc.message, exc.details), headers
     logger.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return 500, encode(500, "internal_error", "internal error; see the service log", None), []
-
-
-def _response(rendered: Rendered) -> Response:
-    status, body, headers = rendered
-    return Response(
-        body,
-        status_code=status,
-        media_type="application/json",
-        headers={k.decode(): v.decode() for k, v in headers},
-    )
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    return Response(
-        error_bytes(status, code, message, details),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    503: "not_ready",
-}
 
 
 def _loc_text(loc: list[Any]) -> str:
@@ -199,38 +159,3 @@ def summarize(details: list[dict[str, Any]]) -> str:
     text = f"{where}: {first['msg']}" if where else first["msg"]
     more = len(details) - 1
     return text + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Send every error (ours, FastAPI's, Starlette's, the unexpected) in the one shape."""
-
-    async def rendered(_: Request, exc: Exception) -> Response:
-        return _response(render(exc))
-
-    async def validation_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        # pydantic's error dicts carry the offending "input": never send it back.
-        details = [
-            {
-                "loc": [p for p in err.get("loc", ()) if p != "body"],
-                "msg": err.get("msg", "invalid"),
-            }
-            for err in exc.errors()
-        ]
-        return error_response(422, "invalid_input", summarize(details), details)
-
-    async def http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, headers=exc.headers)
-
-    async def disconnected(_: Request, exc: Exception) -> Response:
-        logger.debug("client disconnected before its request was read")
-        return Response(status_code=499)  # nobody is listening
-
-    app.add_exception_handler(ServiceError, rendered)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(ClientDisconnect, disconnected)
-    app.add_exception_handler(Exception, rendered)

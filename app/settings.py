@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.cores import available as available_cores
+from app.process.cores import available as available_cores
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 
@@ -68,15 +68,15 @@ class Settings(BaseSettings):
     thread-safe."""
 
     model_processes: int | None = Field(default=None, ge=0, le=16)
-    """Model processes beside each worker (`app.helper`): each serves the same model, holds
-    its own copy of it, and takes a share of the worker's large /predict bodies (over 16 KiB),
-    decoded and predicted under its own GIL, so that one worker's large requests fill a
-    second core. Unset: 1 when the service may use more cores than it has WORKERS, else 0.
-    0: everything in the worker. Models served through mlflow.pyfunc stay in the worker."""
+    """Model processes beside each worker (`app.parallel.model_process`): each serves the same
+    model, holds its own copy of it, and takes a share of the worker's large /predict bodies (over
+    16 KiB), decoded and predicted under its own GIL, so that one worker's large requests fill a
+    second core. Unset: 1 when the service may use more cores than it has WORKERS, else 0. 0:
+    everything in the worker. Models served through mlflow.pyfunc stay in the worker."""
 
     pin_cores: bool | None = None
     """Pin each of the service's processes (workers, model processes) to a core of its own
-    (`app.cores`). Unset: when they are exactly as many as the cores the service may use
+    (`app.process.cores`). Unset: when they are exactly as many as the cores the service may use
     (Linux). false: never; true: always (cores taken in turn when processes outnumber them)."""
 
     batching: bool = True
@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def helper_processes(self) -> int:
+    def model_process_count(self) -> int:
         """MODEL_PROCESSES, or what it means unset (see there)."""
         if self.model_processes is not None:
             return self.model_processes

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.protocol import ServingHttpProtocol  # noqa: E402
+from app.server.protocol import ServingHttpProtocol  # noqa: E402
 
 ANSWER = b'{"predictions":[0],"model":{"name":"floor","version":"0"}}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]

@@ -5,17 +5,16 @@
 
 With --parse it only times, in process, the parse of the 1000-row body of each shape (and of
 one record) to the model's matrix: the compiled decoder against the general path (orjson,
-app.payload, app.schema), interleaved, median of 7 rounds.
+app.formats.payload, app.model.schema), interleaved, median of 7 rounds.
 
-Starts the API on bench/run.py's model, drives it with wrk as case (c) does (1000-row bodies
-of one shape, 4 connections, 2 threads), samples it with py-spy (`pip install py-spy`; as root
-or with ptrace allowed) and prints the share of the samples in each part: parse (JSON to the
-model's matrix: app.decoders, app.payload, app.schema, parse_json), predict (the model call:
-app.fastpath, scikit-learn, mlflow), HTTP and the rest (uvicorn, the event loop, the lane,
-encoding the answer). Shares are of the samples where a thread was working (see IDLE), of the
-worker and of its model processes (`app.helper`, sampled with py-spy's --subprocesses), each
-shown apart too.
-"""
+Starts the API on bench/run.py's model, drives it with wrk as case (c) does (1000-row bodies of one
+shape, 4 connections, 2 threads), samples it with py-spy (`pip install py-spy`; as root or with
+ptrace allowed) and prints the share of the samples in each part: parse (JSON to the model's matrix:
+app.formats.decoders, app.formats.payload, app.model.schema, parse_json), predict (the model call:
+app.model.fastpath, scikit-learn, mlflow), HTTP and the rest (uvicorn, the event loop, the lane,
+encoding the answer). Shares are of the samples where a thread was working (see IDLE), of the worker
+and of its model processes (`app.parallel.model_process`, sampled with py-spy's --subprocesses),
+each shown apart too."""
 
 from __future__ import annotations
 
@@ -58,8 +57,8 @@ def part(stack: str) -> str | None:
 def parse_times() -> None:
     """Print the in-process parse time of each body, decoder vs general path."""
     from app.dataplane import parse_json
-    from app.payload import normalize
-    from app.schema import InputSchema
+    from app.formats.payload import normalize
+    from app.model.schema import InputSchema
 
     spec = [{"name": name, "type": "double"} for name in run.IRIS_FEATURES]
     schema = InputSchema.from_signature(spec)
@@ -146,7 +145,9 @@ def main() -> int:
             if name is None:
                 continue
             counts[name] += n
-            by_process["model process" if "app.helper" in stack else "worker", name] += n
+            by_process[
+                "model process" if "app.parallel.model_process" in stack else "worker", name
+            ] += n
             if name == "HTTP and the rest":
                 leaves[";".join(stack.split(";")[-3:])] += n
         if skipped:

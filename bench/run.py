@@ -29,7 +29,7 @@ In one run it
 With --log, case (b) also drives "api+log": the API with its prediction log on (issue 11), in
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
 With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
-door with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
+lane with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
 large requests, against MLflow given as many (issue 13).

@@ -1,9 +1,9 @@
-"""The Open Inference Protocol (V2) door's speed (issue 12), for `bench/run.py --v2`.
+"""The Open Inference Protocol (V2) lane's speed (issue 12), for `bench/run.py --v2`.
 
 With `--v2`, case (b) also drives "api (V2)": the same API process as "api", right after it,
 through POST /v2/models/<name>/infer with the V2 body that means the same one row as
 /predict's: one FP64 tensor of shape [1] per feature (`--v2 columns`, what clients build
-from named inputs) or one [1, 4] tensor (`--v2 matrix`). Before any measure, both doors must
+from named inputs) or one [1, 4] tensor (`--v2 matrix`). Before any measure, both lanes must
 answer the same predictions for the bench's payloads (the one row and the 1000 rows); the
 target is issue 12's: V2 req/s >= 0.9 x /predict's req/s, in the same run.
 

@@ -1,4 +1,4 @@
-"""The V2 infer door's cost per request against /predict's, in process (issue 12).
+"""The V2 infer lane's cost per request against /predict's, in process.
 
     .venv/bin/python bench/v2profile.py [--reps 20000] [--rounds 7] [--layout columns|matrix]
     valgrind --tool=callgrind --instr-atstart=no .venv/bin/python bench/v2profile.py \
@@ -10,10 +10,10 @@ ASGI callable (the middleware and the lanes, as uvicorn does, without the socket
 (bench/v2cost.py `body()`), one request at a time. Both answers are checked to carry the same
 prediction first.
 
-Without --callgrind it prints the median in-process microseconds per request of each door over
-interleaved rounds, and their ratio. With --callgrind DOOR (under valgrind as above) it turns
-instrumentation on only around REPS requests of that door (`callgrind_control -i on|off`), so
-the instructions the profile counts, divided by REPS, are that door's per request.
+Without --callgrind it prints the median in-process microseconds per request of each lane over
+interleaved rounds, and their ratio. With --callgrind LANE (under valgrind as above) it turns
+instrumentation on only around REPS requests of that lane (`callgrind_control -i on|off`), so
+the instructions the profile counts, divided by REPS, are that lane's per request.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ async def call(app: Any, path: str, body: bytes, method: str = "POST") -> tuple[
 
 
 async def drive(args: argparse.Namespace) -> None:
-    from app.main import create_app
+    from app.api.application import create_app
     from app.settings import Settings
 
     info = run.ensure_model()
@@ -80,7 +80,7 @@ async def drive(args: argparse.Namespace) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     app = create_app(Settings(model_uri=run.MODEL_URI), tracking_uri=env["MLFLOW_TRACKING_URI"])
     one, _ = run.make_rows()
-    doors = {
+    lanes = {
         "predict": ("/predict", run.body([one], "split")),
         "v2": (
             v2cost.infer_url("/predict", info["registered_name"]),
@@ -93,23 +93,23 @@ async def drive(args: argparse.Namespace) -> None:
             if status == 200:
                 break
             await asyncio.sleep(0.05)
-        predict = json.loads((await call(app, *doors["predict"]))[1])["predictions"]
-        status, answer = await call(app, *doors["v2"])
+        predict = json.loads((await call(app, *lanes["predict"]))[1])["predictions"]
+        status, answer = await call(app, *lanes["v2"])
         assert status == 200 and json.loads(answer)["outputs"][0]["data"] == predict, answer
-        for door in doors.values():  # warm-up
+        for lane in lanes.values():  # warm-up
             for _ in range(2000):
-                await call(app, *door)
+                await call(app, *lane)
         if args.callgrind:
-            path, body = doors[args.callgrind]
+            path, body = lanes[args.callgrind]
             pid = str(os.getpid())
             subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
             for _ in range(args.reps):
                 await call(app, path, body)
             subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
             return
-        times: dict[str, list[float]] = {name: [] for name in doors}
+        times: dict[str, list[float]] = {name: [] for name in lanes}
         for _ in range(args.rounds):
-            for name, (path, body) in doors.items():
+            for name, (path, body) in lanes.items():
                 start = time.perf_counter()
                 for _ in range(args.reps):
                     await call(app, path, body)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
+from app.api.application import create_app
 from app.settings import Settings
 from tests.iris import IRIS_EXAMPLE, iris_data
 from tests.servers import python_env, run_cli

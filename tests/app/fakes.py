@@ -1,4 +1,4 @@
-"""A tiny model that honours the Predictor contract (app/predictor.py), for tests that need to
+"""A tiny model that honours the Predictor contract (app/model/predictor.py), for tests that need to
 control loading or predicting: it takes the iris features and answers each row's sum."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.cache import CacheEntry
-from app.predictor import LoadError, ModelIdentity
-from app.schema import Column, InputSchema
+from app.model.cache import CacheEntry
+from app.model.predictor import LoadError, ModelIdentity
+from app.model.schema import Column, InputSchema
 from tests.iris import FEATURES
 
 

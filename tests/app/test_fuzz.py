@@ -57,7 +57,7 @@ OPERATIONS = {
     ("GET", "/readyz"),
     ("GET", "/ping"),
     ("GET", "/metrics"),
-    # The Open Inference Protocol (V2) door, served outside FastAPI's routes.
+    # The Open Inference Protocol (V2) lane, served outside FastAPI's routes.
     ("GET", "/v2"),
     ("GET", "/v2/health/live"),
     ("GET", "/v2/health/ready"),

@@ -1,4 +1,4 @@
-"""Structure-aware fuzzing of POST /predict and the V2 door's POST /v2/models/{name}/infer:
+"""Structure-aware fuzzing of POST /predict and the V2 lane's POST /v2/models/{name}/infer:
 every accepted body format, mutated at every level.
 
 The schema fuzz (test_fuzz.py) draws bodies from the OpenAPI document, one shape at a time; it
@@ -526,7 +526,7 @@ def _lone_surrogate(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A door: where bodies go, how the reference decoder reads them, where the answer's
+    """A lane: where bodies go, how the reference decoder reads them, where the answer's
     predictions are, which value positions hold names (errors may quote those), its status
     for invalid input, and its error shape: `error` checks an answer is one and returns what
     `names` reads to tell whether it names a location."""
@@ -603,7 +603,7 @@ V2 = Protocol(
 
 @dataclass(frozen=True)
 class Format:
-    """One accepted body format: the protocol (door) it goes through, and how to build a valid
+    """One accepted body format: the protocol (lane) it goes through, and how to build a valid
     body from records (`draw` picks among equivalent spellings: key order, columns given or
     not, an index or not)."""
 

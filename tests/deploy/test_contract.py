@@ -23,10 +23,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from app import server as app_server
 from app.__main__ import build_parser as app_parser
-from app.main import create_app
-from app.predictor import LoadError
+from app.api.application import create_app
+from app.model.predictor import LoadError
+from app.server import supervisor as app_server
 from app.settings import Settings
 from tests.deploy import manifests
 from tests.deploy.manifests import Object, Workload

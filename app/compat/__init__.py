@@ -1,0 +1,1 @@
+"""Every reach into a library's internals, one module per library."""

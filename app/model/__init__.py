@@ -1,0 +1,8 @@
+"""The model: the predictor contract (`predictor`), the MLflow-backed predictor
+(`mlflow_model`) and the registry it asks (`registry`), the input schema compiled from the
+signature (`schema`), the local cache (`cache`) with the service's serving file (`snapshot`),
+the lean scikit-learn predict paths (`fastpath`) and load failures in words (`failures`).
+
+Knows nothing of HTTP, the server, the slot or monitoring; it may import `app.formats` and
+the foundation.
+"""

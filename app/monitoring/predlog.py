@@ -1,0 +1,190 @@
+"""The prediction log: every predicted row, written to PostgreSQL in batches, off the request path.
+
+Rows come as COPY text lines from the recorder and wait in memory; one background task writes
+them with `COPY prediction_log FROM STDIN`, a batch at a time (the queue lives on the event
+loop; only the COPY itself runs on a thread). A slow or down
+database costs no request anything: the writer retries with backoff while the rows wait, and
+the recorder drops rows (counting them) only when PREDICTION_LOG_QUEUE_ROWS are waiting. On
+shutdown, what is queued is written within PREDICTION_LOG_FLUSH_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from typing import Any
+
+import anyio.to_thread
+
+from app.model.failures import one_line
+from app.monitoring.metrics import Metrics
+from model_serving.prediction_log import DDL, FEEDBACK_TABLE, LOG_COLUMNS, LOG_TABLE
+
+logger = logging.getLogger(__name__)
+
+BATCH_ROWS = 20_000
+_COPY = f"COPY {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) FROM STDIN"
+
+
+def copy_field(text: str) -> str:
+    """`text` escaped for COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class PredictionLog:
+    """Buffers COPY lines and writes them to the database in the background."""
+
+    def __init__(self, url: str, metrics: Metrics) -> None:
+        self._url = url
+        self.metrics = metrics
+        self._lines: list[str] = []
+        # The queue is only touched on the event loop (the recorder adds, the writer task takes
+        # and gives back); only _write runs on a worker thread, and it reads just its batch.
+        self._db = threading.Lock()  # one connection, used by one thread at a time
+        self._wake = asyncio.Event()
+        self._conn: Any = None
+        self._table_ready = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._lines)
+
+    def add(self, lines: list[str]) -> None:
+        """Queue rows (called on the event loop, by the recorder's drain)."""
+        self._lines.extend(lines)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _take(self) -> list[str]:
+        batch, self._lines = self._lines[:BATCH_ROWS], self._lines[BATCH_ROWS:]
+        return batch
+
+    def _giveback(self, batch: list[str]) -> None:
+        self._lines[:0] = batch
+
+    def _connect(self) -> Any:
+        import psycopg2
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self._url, connect_timeout=5)
+        if not self._table_ready:
+            with self._conn, self._conn.cursor() as cur:
+                cur.execute(DDL)
+            self._table_ready = True
+        return self._conn
+
+    def _write(self, batch: list[str]) -> None:
+        with self._db:
+            conn = self._connect()
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.copy_expert(_COPY, io.StringIO("".join(batch)))
+            except Exception:
+                conn.close()
+                raise
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="prediction-log")
+
+    async def _run(self) -> None:
+        """Write what is queued, forever; failures are retried with backoff."""
+        delay = 0.5
+        while True:
+            if not self._lines:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self._take()
+            if not batch:
+                continue
+            try:
+                await anyio.to_thread.run_sync(self._write, batch)
+            except Exception as exc:
+                self._giveback(batch)
+                self.metrics.log_failures.inc()
+                logger.warning(
+                    "prediction log: write of %d rows failed (%s); retrying in %.1fs",
+                    len(batch), _reason(exc), delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            delay = 0.5
+            self.metrics.log_written.inc(len(batch))
+
+    async def flush(self, timeout: float) -> None:
+        """Stop the background writer; write what is queued, for at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while self._lines and time.monotonic() < deadline:
+            batch = self._take()
+            try:
+                await asyncio.wait_for(
+                    anyio.to_thread.run_sync(self._write, batch),
+                    max(0.1, deadline - time.monotonic()),
+                )
+            except Exception as exc:
+                self._giveback(batch)
+                logger.error("prediction log: could not flush on shutdown: %s", _reason(exc))
+                break
+            self.metrics.log_written.inc(len(batch))
+        if self._lines:
+            logger.error("prediction log: %d rows not written at shutdown", len(self._lines))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    # -- feedback ------------------------------------------------------------------------
+
+    def _feedback(self, request_id: str, labels: list[Any], fetch: bool) -> list[Any] | None:
+        """Store the labels. With `fetch`, first read the request's logged rows (row_index,
+        prediction, model_name, model_version): None (and nothing stored) if there are none."""
+        import psycopg2.extras
+
+        with self._db:
+            return self._store_feedback(psycopg2.extras, request_id, labels, fetch)
+
+    def _store_feedback(
+        self, extras: Any, request_id: str, labels: list[Any], fetch: bool
+    ) -> list[Any] | None:
+        conn = self._connect()
+        rows: list[Any] = []
+        try:
+            with conn, conn.cursor() as cur:
+                if fetch:
+                    cur.execute(
+                        f"SELECT row_index, prediction, model_name, model_version FROM {LOG_TABLE}"
+                        " WHERE request_id = %s ORDER BY row_index",
+                        (request_id,),
+                    )
+                    rows = cur.fetchall()
+                    if not rows:
+                        return None
+                extras.execute_values(
+                    cur,
+                    f"INSERT INTO {FEEDBACK_TABLE} (request_id, row_index, label) VALUES %s"
+                    " ON CONFLICT (request_id, row_index) DO UPDATE SET label = EXCLUDED.label,"
+                    " ts = now()",
+                    [(request_id, i, extras.Json(y)) for i, y in enumerate(labels)],
+                )
+        except Exception:
+            conn.close()
+            raise
+        return rows
+
+    async def feedback(
+        self, request_id: str, labels: list[Any], *, fetch: bool
+    ) -> list[Any] | None:
+        return await anyio.to_thread.run_sync(self._feedback, request_id, labels, fetch)
+
+
+def _reason(exc: BaseException) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}")

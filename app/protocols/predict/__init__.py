@@ -1,0 +1,3 @@
+"""POST /predict: the service's own protocol (`lane`). Its body formats are read in
+`app.formats`, which the model's schema shares.
+"""
