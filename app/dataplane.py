@@ -28,7 +28,8 @@ from app.formats.payload import Batch, Records, normalize
 from app.model.failures import one_line
 from app.model.schema import MAX_ERRORS, InputSchema
 from app.monitoring.recorder import Recorder
-from app.serving.slot import ModelSlot, ServedModel
+from app.serving.served import ServedModel
+from app.serving.slot import ModelSlot
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class DataPlane:
     def __init__(self, slot: ModelSlot, recorder: Recorder) -> None:
         self.slot = slot
         self.recorder = recorder
-        self.max_rows = slot.settings.max_batch_rows
+        self.max_rows = slot.settings.max_request_rows
         self.fast_decoders = True
         """Whether bodies go through the lane's compiled decoder first (tests compare
         answers with it off)."""

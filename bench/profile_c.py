@@ -145,9 +145,7 @@ def main() -> int:
             if name is None:
                 continue
             counts[name] += n
-            by_process[
-                "model process" if "app.parallel.model_process" in stack else "worker", name
-            ] += n
+            by_process["model process" if "app.parallel.child" in stack else "worker", name] += n
             if name == "HTTP and the rest":
                 leaves[";".join(stack.split(";")[-3:])] += n
         if skipped:

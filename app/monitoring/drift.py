@@ -152,7 +152,7 @@ class LiveAccuracy:
             self._kept -= len(again[2])
         recent[request_id] = (*key, tuple(predictions))
         self._kept += len(predictions)
-        # The newest request stays, even alone over the bound (MAX_BATCH_ROWS bounds it).
+        # The newest request stays, even alone over the bound (MAX_REQUEST_ROWS bounds it).
         while (len(recent) > self.remember or self._kept > self.rows) and len(recent) > 1:
             self._kept -= len(recent.popitem(last=False)[1][2])
 

@@ -3,7 +3,7 @@ interpreter, under its own GIL.
 
 In one worker, the model threads' decoding (msgspec holds the GIL) and the event loop's HTTP work
 wait for each other on one GIL, so one worker cannot fill two cores. A `ModelProcess` is a child
-process (`python -m app.parallel.model_process`) serving the same model from the worker's serving
+process (`python -m app.parallel.child`) serving the same model from the worker's serving
 file (`app.model.snapshot`: the fitted estimator and the predict path verified at load, verified
 again in the child on the same rows). The event loop writes a large body's bytes into its pipe as
 they came, and gets back the float64 matrix (for the prediction log, drift and accuracy, recorded by
@@ -26,13 +26,11 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import struct
 import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -40,12 +38,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from app.parallel.frames import HEAD, OK
 from app.process.cores import pin
 
 logger = logging.getLogger(__name__)
 
-_OK, _LOCAL = b"\x01", b"\x00"
-_HEAD = struct.Struct("<IId")  # rows, width, seconds predicting
 Offloaded = tuple[np.ndarray, list[Any], float]
 """A body's float64 matrix, its predictions, and the seconds predicting took."""
 
@@ -65,6 +62,17 @@ def _pipe_capacity(fd: int) -> int:
         return 64 * 1024  # what Linux gives without asking (and no less elsewhere)
 
 
+def _start_child() -> tuple[subprocess.Popen[bytes], int, int]:
+    """The model process started, and the worker's ends of its two pipes (to it, from it)."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    command = [sys.executable, "-m", "app.parallel.child", str(to_child_r), str(from_child_w)]
+    proc = subprocess.Popen(command, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    return proc, to_child_w, from_child_r
+
+
 class ModelProcess:
     """The worker's end of one model process. Bodies are written to its pipe from the event
     loop, never more than the pipe holds (so a write never waits), up to `DEPTH` at a time;
@@ -81,21 +89,7 @@ class ModelProcess:
         """Starts the process (pinned to `core`, if one) and waits until it serves (blocking:
         call from a thread); raises RuntimeError when it cannot serve this model, or `stop` is
         set meanwhile (it has then ended)."""
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.parallel.model_process",
-                str(to_child_r),
-                str(from_child_w),
-            ],
-            pass_fds=(to_child_r, from_child_w),
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(to_child_r)
-        os.close(from_child_w)
+        self._proc, to_child_w, from_child_r = _start_child()
         # Pinned right after it starts: threads it starts later (numpy's, on import) keep it.
         self.core = core if pin(self._proc.pid, core, "the model process") else None
         self._send = Connection(to_child_w, readable=False)
@@ -220,11 +214,11 @@ class ModelProcess:
 
 
 def _unpack(answer: bytes) -> Offloaded | None:
-    if answer[:1] != _OK:
+    if answer[:1] != OK:
         return None
-    rows, width, seconds = _HEAD.unpack_from(answer, 1)
-    end = 1 + _HEAD.size + rows * width * 8
-    matrix = np.frombuffer(answer, np.float64, rows * width, 1 + _HEAD.size)
+    rows, width, seconds = HEAD.unpack_from(answer, 1)
+    end = 1 + HEAD.size + rows * width * 8
+    matrix = np.frombuffer(answer, np.float64, rows * width, 1 + HEAD.size)
     return matrix.reshape(rows, width), msgspec.msgpack.decode(answer[end:]), seconds
 
 
@@ -240,61 +234,3 @@ def _hand(
 ) -> None:
     with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
         loop.call_soon_threadsafe(_settle, answered, result)
-
-
-# -- the child ---------------------------------------------------------------------------------
-
-
-def _serve(recv: Connection, send: Connection) -> None:
-    """The model process: the snapshot, then bodies in and answers out until the pipe ends."""
-    from app.model.fastpath import to_list
-    from app.model.schema import InputSchema
-    from app.model.snapshot import Mismatch, loads
-    from app.process.prepare import freeze_heap
-
-    first = recv.recv_bytes()
-    (max_rows,) = struct.unpack_from("<Q", first)
-    try:
-        snapshot = loads(first[8:])  # the worker's own snapshot of the model it serves
-    except Mismatch as exc:
-        send.send_bytes(f"the model's serving file {exc}".encode())
-        return
-    predict = snapshot.predict_path()  # None unless it answers the example's rows as before
-    decoder = InputSchema.from_signature(snapshot.inputs, snapshot.fitted_order).decoder
-    if predict is None or decoder is None:
-        send.send_bytes(b"the model's predict path or decoder does not rebuild")
-        return
-    freeze_heap()
-    send.send_bytes(b"ready")
-    while True:
-        body = recv.recv_bytes()
-        decoded = decoder.decode(body, max_rows)
-        if decoded is None:
-            send.send_bytes(_LOCAL)
-            continue
-        matrix = decoded[0]
-        start = time.perf_counter()
-        try:
-            predictions = to_list(predict(matrix))
-            seconds = time.perf_counter() - start
-            encoded = msgspec.msgpack.encode(predictions)
-        except Exception:  # the worker predicts it again, and says what is wrong
-            send.send_bytes(_LOCAL)
-            continue
-        head = _OK + _HEAD.pack(*matrix.shape, seconds)
-        send.send_bytes(b"".join((head, np.ascontiguousarray(matrix).data, encoded)))
-
-
-def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which stops us
-    warnings.simplefilter("ignore")  # a body that warns is predicted again by the worker
-    recv = Connection(int(argv[0]), writable=False)
-    send = Connection(int(argv[1]), readable=False)
-    try:
-        _serve(recv, send)
-    except (EOFError, BrokenPipeError):
-        pass
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -13,56 +13,23 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
-import orjson
-import pandas as pd
 
-from app.batching.batcher import MicroBatcher, timed
 from app.errors import NotReady, ReloadFailed
 from app.model.cache import ModelCache
 from app.model.failures import explain
 from app.model.predictor import ModelIdentity, Predictor
-from app.monitoring.metrics import Metrics, ModelMetrics
-from app.parallel.model_process import ModelProcess
-from app.process.cores import model_process_core
+from app.monitoring.metrics import Metrics
 from app.process.prepare import freeze_heap
+from app.serving.served import ServedModel, close_model_processes, start_model_processes
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 PredictorFactory = Callable[[], Predictor]
-IDENTITY_KEYS = ("name", "version", "alias", "run_id", "uri")
-
-
-@dataclass(slots=True, eq=False)
-class ServedModel:
-    """The serving model, its batcher and identity, and the requests it is answering."""
-
-    predictor: Predictor
-    identity_json: bytes
-    metrics: ModelMetrics
-    executor: ThreadPoolExecutor
-    source: str = "registry"
-    batcher: MicroBatcher | None = None
-    in_flight: int = 0
-    model_processes: tuple[ModelProcess, ...] = ()
-    """Model processes serving this model beside the worker (started after it is swapped in)."""
-
-    async def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
-        """Predictions for parsed input: batched with other requests' when it is a matrix."""
-        if self.batcher is not None and isinstance(data, np.ndarray):
-            return await self.batcher.predict(data)
-        loop = asyncio.get_running_loop()
-        predictions, seconds = await loop.run_in_executor(
-            self.executor, timed, self.predictor.predict, data
-        )
-        self.metrics.observe(predictions, seconds)
-        return predictions
 
 
 def _reachability(reachable: bool | None) -> str | None:
@@ -131,26 +98,7 @@ class ModelSlot:
     def install(self, predictor: Predictor, source: str = "registry") -> ServedModel | None:
         """Swap `predictor` in (one reference assignment); returns what it replaced."""
         identity = predictor.identity.as_dict()
-        active = ServedModel(
-            predictor,
-            orjson.dumps({k: identity[k] for k in IDENTITY_KEYS}),
-            self.metrics.for_model(
-                predictor.identity.name, predictor.identity.version or "", predictor.is_classifier
-            ),
-            self.executor,
-            source,
-        )
-        if self.settings.batching:
-            active.batcher = MicroBatcher(
-                predictor.predict,
-                self.executor,
-                observe=active.metrics.observe,
-                max_rows=self.settings.batch_max_rows,
-                max_wait=self.settings.batch_max_wait_ms / 1000,
-                in_flight=lambda: active.in_flight,
-                concurrency=self.settings.predict_threads,
-            )
-            active.batcher.start()
+        active = ServedModel.make(predictor, self.settings, self.metrics, self.executor, source)
         old, self._active = self._active, active
         self.metrics.observe_model(identity, float(predictor.describe().get("load_seconds") or 0))
         self.metrics.observe_source(source)
@@ -162,45 +110,11 @@ class ModelSlot:
                 self.spawn(self._store(predictor), "cache-store")
         freeze_heap()
         if self.settings.model_process_count:
-            self.spawn(self._start_model_processes(active), "model-processes")
+            starting = start_model_processes(
+                active, self.settings, self._stopping, lambda: self._active is active
+            )
+            self.spawn(starting, "model-processes")
         return old
-
-    async def _start_model_processes(self, served: ServedModel) -> None:
-        """Start the model processes for `served` (see app.parallel.model_process); the worker
-        serves alone meanwhile, and for good when its model cannot be served so (logged)."""
-        predictor = served.predictor
-        label = predictor.identity.label
-        started: list[ModelProcess] = []
-
-        def start() -> None:
-            snapshot = predictor.snapshot()
-            if snapshot is None or predictor.schema.decoder is None:
-                logger.info("%s is served in the worker alone: no model process", label)
-                return
-            for k in range(self.settings.model_process_count):
-                process = ModelProcess(
-                    snapshot,
-                    self.settings.max_batch_rows,
-                    label,
-                    self._stopping,
-                    model_process_core(k),
-                )
-                started.append(process)
-
-        ready = False
-        try:
-            await anyio.to_thread.run_sync(start)
-            ready = True
-        except (RuntimeError, OSError) as exc:
-            logger.warning("%s is served in the worker alone: %s", label, exc)
-        finally:  # also when the slot stops meanwhile
-            if ready and self._active is served and not self._stopping.is_set():
-                served.model_processes = tuple(started)
-                if started:
-                    pids = ", ".join(str(process.pid) for process in started)
-                    logger.info("%s: model processes take large requests (pid %s)", label, pids)
-            else:
-                _close_model_processes(tuple(started))
 
     def mark_registry(self, *, reachable: bool) -> None:
         self.registry_reachable = reachable
@@ -236,7 +150,7 @@ class ModelSlot:
             await served.batcher.drain(max(0.0, deadline - loop.time()))
             await served.batcher.stop()
         model_processes, served.model_processes = served.model_processes, ()
-        await anyio.to_thread.run_sync(_close_model_processes, model_processes)
+        await anyio.to_thread.run_sync(close_model_processes, model_processes)
         served.predictor.close()
 
     async def stop(self) -> None:
@@ -314,8 +228,3 @@ class ModelSlot:
             "registry": _reachability(self.registry_reachable),
             "last_error": self.last_error,
         }
-
-
-def _close_model_processes(model_processes: tuple[ModelProcess, ...]) -> None:
-    for process in model_processes:
-        process.close()

@@ -104,5 +104,5 @@ def serve(trained: TrainedModel) -> AppFactory:
 @pytest.fixture(scope="module")
 def client(serve: AppFactory) -> Iterator[TestClient]:
     """One ready app on models:/sk_model@champion, shared by a test module."""
-    with serve(max_batch_rows=200, max_body_bytes=64 * 1024) as c:
+    with serve(max_request_rows=200, max_body_bytes=64 * 1024) as c:
         yield c

@@ -1073,7 +1073,7 @@ def verify(
 @pytest.fixture(scope="module")
 def fuzz_client(serve: AppFactory) -> Iterator[TestClient]:
     """The real app on the trained model, with limits small enough to reach quickly."""
-    with serve(max_batch_rows=MAX_ROWS, max_body_bytes=MAX_BODY) as client:
+    with serve(max_request_rows=MAX_ROWS, max_body_bytes=MAX_BODY) as client:
         signature = client.get("/model-info").json()["signature"]["inputs"]
         assert [c["name"] for c in signature] == list(FEATURES)
         assert {c["type"] for c in signature} == {"double"}

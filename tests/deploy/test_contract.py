@@ -115,7 +115,7 @@ def app_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settin
         monkeypatch.delenv(variable, raising=False)
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def with_secrets(env: dict[str, str], workload: Workload) -> dict[str, str]:

@@ -331,7 +331,7 @@ def test_environment_values_pass_the_settings_validation(
     for variable, value in compose.environment(services[name]).items():
         monkeypatch.setenv(variable, value)
     if name == "api":
-        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None)
         assert settings.resolved_model_uri == compose.environment(services[name])["MODEL_URI"]
     else:
         TrainerSettings()

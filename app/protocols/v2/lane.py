@@ -47,7 +47,7 @@ from app.http.lane import (
 from app.protocols.v2.inputs import TensorReader
 from app.protocols.v2.model import ModelTensors
 from app.protocols.v2.request import BINARY_UNSUPPORTED
-from app.serving.slot import ServedModel
+from app.serving.served import ServedModel
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)

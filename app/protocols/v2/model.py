@@ -14,7 +14,7 @@ from app.errors import NotFound, PredictionFailed
 from app.model.schema import InputSchema
 from app.protocols.v2.datatypes import COLUMN_DATATYPE, numpy_datatype, values_datatype
 from app.protocols.v2.inputs import ModelInputs
-from app.serving.slot import ServedModel
+from app.serving.served import ServedModel
 
 PREDICT = "predict"
 """The name of the output tensor holding the predictions."""

@@ -219,7 +219,7 @@ def test_a_schema_with_other_than_double_columns_has_no_decoder() -> None:
 @pytest.fixture(scope="module")
 def served(serve: AppFactory) -> Iterator[TestClient]:
     # Bodies over 16 KiB are decoded and predicted on a model thread: 250-row bodies go there too.
-    with serve(max_batch_rows=MAX_ROWS, max_body_bytes=64 * 1024) as client:
+    with serve(max_request_rows=MAX_ROWS, max_body_bytes=64 * 1024) as client:
         yield client
 
 

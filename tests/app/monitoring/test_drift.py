@@ -36,7 +36,7 @@ def wait_for_psi(client: TestClient, condition: Any, timeout: float = 20.0) -> d
 def test_shifting_one_feature_raises_its_psi_past_02_and_no_other(
     serve: AppFactory, iris_records: list[dict[str, float]]
 ) -> None:
-    with serve(drift_interval=0.2, drift_window_rows=300, max_batch_rows=1000) as client:
+    with serve(drift_interval=0.2, drift_window_rows=300, max_request_rows=1000) as client:
         assert client.post("/predict", json={"records": iris_records * 2}).status_code == 200
         like_training = wait_for_psi(client, lambda psi: len(psi) == 4)
         assert max(like_training.values()) < 0.1, like_training

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from app.dataplane import INLINE_BYTES, DataPlane
 from app.parallel.model_process import ModelProcess
-from app.serving.slot import ServedModel
+from app.serving.served import ServedModel
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory
 from tests.app.formats.test_decoders import (
     FEATURES,
@@ -64,7 +64,7 @@ def large_body(rng: random.Random) -> bytes:
 @pytest.fixture(scope="module")
 def served(serve: AppFactory) -> Iterator[TestClient]:
     with serve(
-        max_batch_rows=MAX_ROWS, max_body_bytes=64 * 1024, model_processes=1, api_key=KEY
+        max_request_rows=MAX_ROWS, max_body_bytes=64 * 1024, model_processes=1, api_key=KEY
     ) as client:
         model_processes(client)
         yield client
@@ -131,11 +131,7 @@ def model_process_children() -> set[int]:
             command = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if (
-            int(fields[1]) == os.getpid()
-            and b"app.parallel.model_process" in command
-            and fields[0] != "Z"
-        ):
+        if int(fields[1]) == os.getpid() and b"app.parallel.child" in command and fields[0] != "Z":
             found.add(int(stat.parent.name))
     return found
 

@@ -253,7 +253,7 @@ def test_a_large_body_answers_and_refuses_as_a_small_one_does(
             "dataframe_records": [*rows[:at], {**rows[at], "sepal_width": 1.7e308}, *rows[at + 1 :]]
         }
 
-    with serve(max_batch_rows=2000, max_body_bytes=1024 * 1024) as client:
+    with serve(max_request_rows=2000, max_body_bytes=1024 * 1024) as client:
         for fmt, body in _formats(records).items():
             assert len(json.dumps(body)) > 16 * 1024
             response = post_json(client, body)

@@ -125,7 +125,7 @@ def test_the_reader_does_not_decode_for_another_models_schema() -> None:
 
 @pytest.fixture(scope="module")
 def served(serve: AppFactory) -> Iterator[TestClient]:
-    with serve(max_batch_rows=MAX_ROWS, max_body_bytes=64 * 1024) as client:
+    with serve(max_request_rows=MAX_ROWS, max_body_bytes=64 * 1024) as client:
         yield client
 
 
