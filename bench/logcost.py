@@ -1,4 +1,4 @@
-"""The prediction log's cost (issue 11), for `bench/run.py --log`.
+"""The prediction log's cost, for `bench/run.py --log`.
 
 With `--log`, bench/run.py starts a second API, "api+log", the same as "api" but with
 PREDICTION_LOG_URL pointing at a fresh database on the machine's PostgreSQL (made here,
@@ -276,7 +276,7 @@ def report_lines(cases: dict[str, dict[str, Any]]) -> list[str]:
     if not log["settled"]:
         lines.append(f"  warning: the writer had not caught up after {SETTLE_TIMEOUT:g}s")
     lines.append("")
-    lines.append("targets (issue 11):")
+    lines.append("targets:")
     for label, passed, detail in targets(cases):
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         lines.append(f"  {verdict}  {label:<36} {detail}")

@@ -1,4 +1,4 @@
-"""Where the API's time goes in bench case (c): parse, predict, HTTP (issue 13).
+"""Where the API's time goes in bench case (c): parse, predict, HTTP.
 
     .venv/bin/python bench/profile_c.py [--shape dataframe_records] [--seconds 8]
     .venv/bin/python bench/profile_c.py --parse

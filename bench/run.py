@@ -1,4 +1,4 @@
-"""Benchmark: this API against `mlflow models serve` and a floor app, side by side (issue 4).
+"""Benchmark: this API against `mlflow models serve` and a floor app, side by side.
 
     .venv/bin/python bench/run.py [--duration 10] [--warmup 2] [--workers 1]
                                   [--only api,mlflow,floor] [--cases a,b,c]
@@ -23,16 +23,16 @@ In one run it
    start, a child pinned to one core times the estimator's own predict on the same 1000 rows
    (the in-process one-core limit (c) is compared with, per wall second and per CPU-second);
 5. prints req/s, rows/s, p50, p99 and errors per case and server, the API's ratios to
-   mlflow and to the floor, the machine, and issue 4's targets with PASS/FAIL, and writes it
+   mlflow and to the floor, the machine, and the targets with PASS/FAIL, and writes it
    all to bench/results/<timestamp>.json.
 
-With --log, case (b) also drives "api+log": the API with its prediction log on (issue 11), in
+With --log, case (b) also drives "api+log": the API with its prediction log on, in
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
 With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
-lane with the same rows, checked to answer as /predict does (issue 12; bench/v2cost.py).
+lane with the same rows, checked to answer as /predict does (bench/v2cost.py).
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
-large requests, against MLflow given as many (issue 13).
+large requests, against MLflow given as many.
 
 Every server it started is stopped at the end (SIGTERM to its process group, then SIGKILL),
 on success, error or Ctrl-C. Only 127.0.0.1 is used. Exit status: 0 when every target that
@@ -97,7 +97,7 @@ CASES = {
     "b": Case("b", "1 row, 32 connections", 1, 32, 2),
     "c": Case("c", "1000 rows, 4 connections", 1000, 4, 2),
 }
-# Case (c) runs once per body shape (issue 13): what pandas' to_dict(orient="records") and
+# Case (c) runs once per body shape: what pandas' to_dict(orient="records") and
 # hand-written clients send, the API's own, MLflow's column split, and TF-serving's.
 C_SHAPES = ("dataframe_records", "records", "dataframe_split", "instances")
 # mlflow models serve has no {"records": [...]}: it gets the same records as dataframe_records.
@@ -761,7 +761,7 @@ def report(doc: dict[str, Any]) -> str:
             f" {NOISY_CORES:g} core busy during: {', '.join(noisy)}; those figures are disturbed"
         )
         lines.append("")
-    lines.append("targets (issues 4 and 13):")
+    lines.append("targets:")
     for label, passed, detail in doc["targets"]:
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         lines.append(f"  {verdict}  {label:<52} {detail}")
@@ -800,12 +800,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--c-workers", type=int, metavar="N",
         help="case (c) also against the API with N workers and mlflow models serve -w N"
-        " ('api-wN', 'mlflow-wN'), beside the others (issue 13: both cores for large requests)",
+        " ('api-wN', 'mlflow-wN'), beside the others (both cores for large requests)",
     )  # fmt: skip
     parser.add_argument("--one-core-child", help=argparse.SUPPRESS)
     parser.add_argument(
         "--log", action="store_true",
-        help="case (b) also against the API with its prediction log on (issue 11), in a fresh"
+        help="case (b) also against the API with its prediction log on, in a fresh"
         " PostgreSQL database (BENCH_POSTGRES_URL's server) dropped afterwards",
     )  # fmt: skip
     parser.add_argument(

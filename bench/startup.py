@@ -1,4 +1,4 @@
-"""Time to ready (issue 10): this API from its model cache, from the registry, and
+"""Time to ready: this API from its model cache, from the registry, and
 `mlflow models serve`, on the same model, side by side.
 
     .venv/bin/python bench/startup.py [--repeat 5]
@@ -215,7 +215,7 @@ def report(doc: dict[str, Any]) -> str:
     verdict = "PASS" if doc["passed"] else "FAIL"
     lines += [
         "",
-        "target (issue 10):",
+        "target:",
         f"  {verdict}  API ready from the cache <= {TARGET_SECONDS:g} s   median {cache:.2f} s,"
         f" max {doc['summary']['cache']['max_s']:.2f} s",
     ]

@@ -1,11 +1,11 @@
-"""The Open Inference Protocol (V2) lane's speed (issue 12), for `bench/run.py --v2`.
+"""The Open Inference Protocol (V2) lane's speed, for `bench/run.py --v2`.
 
 With `--v2`, case (b) also drives "api (V2)": the same API process as "api", right after it,
 through POST /v2/models/<name>/infer with the V2 body that means the same one row as
 /predict's: one FP64 tensor of shape [1] per feature (`--v2 columns`, what clients build
 from named inputs) or one [1, 4] tensor (`--v2 matrix`). Before any measure, both lanes must
 answer the same predictions for the bench's payloads (the one row and the 1000 rows); the
-target is issue 12's: V2 req/s >= 0.9 x /predict's req/s, in the same run.
+target: V2 req/s >= 0.9 x /predict's req/s, in the same run.
 
 Self-contained (bench/run.py imports it; it imports nothing from bench/run.py).
 """
@@ -88,7 +88,7 @@ def targets(cases: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, st
 
 def report_lines(cases: dict[str, dict[str, Any]], layout: str) -> list[str]:
     """The V2 side of case (b), for bench/run.py's report."""
-    lines = [f"targets (issue 12; V2 body: {layout}, the same rows as /predict's):"]
+    lines = [f"targets (V2 body: {layout}, the same rows as /predict's):"]
     for label, passed, detail in targets(cases):
         verdict = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         lines.append(f"  {verdict}  {label:<36} {detail}")

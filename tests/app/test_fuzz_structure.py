@@ -1161,7 +1161,7 @@ def test_the_reference_decoder_reads_back_every_format(name: str) -> None:
 
 
 ROW = list(IRIS_EXAMPLE.values())
-# Bodies the fuzzing found (or was written for): issue 8's, which answered 500, and the
+# Bodies the fuzzing found (or was written for): ones that once answered 500, and the
 # shapes next to them; each must meet the same properties.
 FOUND_BODIES: dict[str, tuple[str, str]] = {
     "records: [null]": ('{"records": [null]}', "utf-8"),

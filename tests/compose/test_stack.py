@@ -27,7 +27,7 @@ SECTION = "The full stack (Docker Compose)"
 EXPERIMENT = "new-exp"
 UP_FROM_NOTHING_S = 1800  # image builds included (pip inside the builds)
 UP_S = 600
-CACHED_START_S = 30.0  # the bound: ready again from the model cache
+CACHED_START_S = 30.0  # the bound on being ready again from the model cache
 
 
 def readme_block(stack: Stack, *words: str) -> list[str]:

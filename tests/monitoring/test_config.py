@@ -1,4 +1,5 @@
-"""The monitoring files agree with each other, with docker-compose.yaml and with the issue.
+"""The monitoring files agree with each other, with docker-compose.yaml and with what operators
+are promised (the dashboard panels, the alerts).
 
 Read without Docker: the dashboard's data source is the provisioned one, its queries use only
 variables Grafana defines, every alert has unit tests that see it fire and stay silent, and the
@@ -16,7 +17,7 @@ from app.__main__ import build_parser as app_parser
 from tests.monitoring import prometheus as prom
 from tests.stack import compose
 
-# What issue 11 asks the dashboard to show, as the metrics that carry it.
+# What the dashboard must show, as the metrics that carry it.
 DASHBOARD_SHOWS = {
     "request rate by status": "http_requests_total",
     "latency p50/p99": "http_request_duration_seconds_bucket",
@@ -106,7 +107,7 @@ def test_queries_use_only_variables_grafana_defines() -> None:
         prom.PanelQuery("d", "p", "A", 'up{model="$model"}', False).promql()
 
 
-def test_dashboard_shows_everything_the_issue_asks_for() -> None:
+def test_dashboard_shows_everything_operators_are_promised() -> None:
     read = set().union(*(prom.metric_names(q.expr) for q in prom.dashboard_queries()))
     missing = {what: name for what, name in DASHBOARD_SHOWS.items() if name not in read}
     assert not missing, f"no panel reads {missing}"
@@ -135,7 +136,7 @@ def test_metric_names_reads_selectors_not_functions_labels_or_keywords(
 # -- alert rules -------------------------------------------------------------------------------
 
 
-def test_every_alert_the_issue_asks_for_is_there_once() -> None:
+def test_every_promised_alert_is_there_once() -> None:
     alerts = [rule["alert"] for rule in prom.alert_rules()]
     assert sorted(alerts) == sorted(ALERTS)
     for rule in prom.alert_rules():

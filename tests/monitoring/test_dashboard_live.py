@@ -75,7 +75,7 @@ def scraped(
             "MODEL_URI": trained.alias_uri,
             "API_KEY": API_KEY,
             "PREDICT_PUBLIC": "true",
-            # The prediction log (new with issue 11): its database.
+            # The prediction log: its database.
             "PREDICTION_LOG_URL": make_database(),
             # Drift measured every second (5 s by default): see the alert rules' test.
             "DRIFT_INTERVAL": str(DRIFT_INTERVAL_S),
