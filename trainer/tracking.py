@@ -222,16 +222,25 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
         metrics=scores.as_metrics(),
     )
     if job.registered_name:
-        version = mlflow.register_model(info.model_uri, job.registered_name)
-        result.registered_name = job.registered_name
-        result.version = str(version.version)
-        if job.alias:
-            mlflow.MlflowClient().set_registered_model_alias(
-                job.registered_name, job.alias, str(version.version)
-            )
-            result.alias = job.alias
-            result.registered_model_uri = f"models:/{job.registered_name}@{job.alias}"
+        register(info.model_uri, job, result)
     return result
+
+
+def register(model_uri: str, job: TrainingJob, result: TrainResult) -> None:
+    """Register the model as a new version of `job.registered_name`, aliased `job.alias` if set.
+
+    The name, the version and, with an alias, the alias and its models:/ URI go into `result`.
+    """
+    assert job.registered_name
+    version = mlflow.register_model(model_uri, job.registered_name)
+    result.registered_name = job.registered_name
+    result.version = str(version.version)
+    if job.alias:
+        mlflow.MlflowClient().set_registered_model_alias(
+            job.registered_name, job.alias, str(version.version)
+        )
+        result.alias = job.alias
+        result.registered_model_uri = f"models:/{job.registered_name}@{job.alias}"
 
 
 def load_model(uri: str) -> PyFuncModel:

@@ -1,0 +1,233 @@
+"""The command line's grammar: one parser per subcommand, defaults from TRAINER_* settings.
+
+Each subcommand's parser names the function in trainer.commands that runs it (`handler`) and
+the extra it needs installed (`extra`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from trainer import commands
+from trainer.extras import REPORT, TRAINER
+from trainer.hyper import KERNELS
+from trainer.options import (
+    fraction,
+    gamma,
+    iso_time,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from trainer.settings import TrainerSettings, get_settings
+
+
+def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentParser:
+    """Every subcommand and option; defaults come from TRAINER_* settings."""
+    s = settings or get_settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Train, track and register the iris model in MLflow; seed its database.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show INFO logs (MLflow's included)"
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(extra=TRAINER)
+    add_train(subcommands.add_parser("train", help="fit the model and log it to MLflow"), s)
+    add_evaluate(subcommands.add_parser("evaluate", help="score a logged model on the data CSV"), s)
+    add_seed_db(
+        subcommands.add_parser("seed-db", help="create and fill the iris table in Postgres"), s
+    )
+    add_create_bucket(
+        subcommands.add_parser("create-bucket", help="create the S3/MinIO artifact bucket"), s
+    )
+    add_report(
+        subcommands.add_parser(
+            "report", help="HTML drift and accuracy report of the API's prediction log"
+        ),
+        s,
+    )
+    return parser
+
+
+# -- one function per subcommand ---------------------------------------------------------------
+
+
+def add_train(train: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    train.set_defaults(handler=commands.cmd_train)
+    add_source(train, s)
+    add_split(train, s)
+    hyper = train.add_argument_group("SVC hyper-parameters")
+    hyper.add_argument("--C", dest="C", type=positive_float, default=1.0, help="default: 1.0")
+    hyper.add_argument("--kernel", choices=KERNELS, default="rbf", help="default: rbf")
+    hyper.add_argument("--gamma", type=gamma, default="scale", help="default: scale")
+    add_mlflow(train, s)
+    add_json(train)
+
+
+def add_evaluate(evaluate: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    evaluate.set_defaults(handler=commands.cmd_evaluate)
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", help="run whose model runs:/<run_id>/<model name> is scored")
+    which.add_argument("--model-uri", help="any model URI: runs:/..., models:/NAME@ALIAS, ...")
+    evaluate.add_argument(
+        "--model-name", default=s.model_name, help="with --run-id (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--data-csv",
+        type=Path,
+        default=s.data_out,
+        help="CSV written by train (default: %(default)s)",
+    )
+    add_label(evaluate, s)
+    add_split(evaluate, s)
+    add_json(evaluate)
+
+
+def add_seed_db(seed: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    seed.set_defaults(handler=commands.cmd_seed_db)
+    seed.add_argument(
+        "url",
+        nargs="?",
+        default=s.data,
+        metavar="URL",
+        help="postgresql:// URL (default: TRAINER_DATA)",
+    )
+    seed.add_argument("--table", default=s.table, help="table name (default: %(default)s)")
+    seed.add_argument(
+        "--follow",
+        action="store_true",
+        help="then insert one sampled row every --interval seconds until SIGINT/SIGTERM",
+    )
+    seed.add_argument(
+        "--interval",
+        type=positive_float,
+        default=s.seed_interval,
+        help="seconds between rows with --follow (default: %(default)s)",
+    )
+
+
+def add_create_bucket(bucket: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    bucket.set_defaults(handler=commands.cmd_create_bucket)
+    bucket.add_argument("name", metavar="NAME", help="bucket name")
+    bucket.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
+        help="S3 endpoint (default: MLFLOW_S3_ENDPOINT_URL; AWS when unset)",
+    )
+    bucket.add_argument(
+        "--timeout",
+        type=non_negative_float,
+        default=s.bucket_timeout,
+        help="seconds to keep retrying an unreachable endpoint (default: %(default)s)",
+    )
+
+
+def add_report(report: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    report.set_defaults(handler=commands.cmd_report, extra=REPORT)
+    report.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the prediction log (default: TRAINER_LOG_URL)",
+    )
+    report.add_argument(
+        "--since",
+        type=iso_time,
+        default=None,
+        help="only predictions logged from this ISO 8601 time on (UTC unless given; default: all)",
+    )
+    report.add_argument(
+        "--run-id",
+        default=None,
+        help="the run whose predictions are reported (default: the run with the most rows)",
+    )
+    report.add_argument(
+        "--output", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)"
+    )
+    add_json(report)
+
+
+# -- option groups shared by, or grouped within, the subcommands -------------------------------
+
+
+def add_source(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    source = parser.add_argument_group("data")
+    source.add_argument(
+        "--data",
+        default=s.data,
+        help="iris (built in), a CSV path or a postgresql:// URL (default: TRAINER_DATA or iris)",
+    )
+    source.add_argument("--table", default=s.table, help="Postgres table (default: %(default)s)")
+    add_label(source, s)
+    source.add_argument(
+        "--limit",
+        type=positive_int,
+        default=s.limit,
+        help="latest rows by id read from Postgres (default: %(default)s)",
+    )
+    source.add_argument(
+        "--data-out",
+        type=Path,
+        default=s.data_out,
+        help="CSV of the loaded data, for evaluate (default: %(default)s)",
+    )
+
+
+def add_mlflow(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    mlf = parser.add_argument_group("MLflow")
+    mlf.add_argument(
+        "--experiment", default=s.experiment, help="experiment name (default: %(default)s)"
+    )
+    mlf.add_argument(
+        "--model-name",
+        default=s.model_name,
+        help="name of the model in the run: runs:/<run_id>/<name> (default: %(default)s)",
+    )
+    mlf.add_argument(
+        "--register",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="register the model version under NAME (default NAME: the model name)",
+    )
+    mlf.add_argument(
+        "--alias",
+        default=None,
+        help=f"alias pointed at the registered version (default: {s.alias} when registering)",
+    )
+    mlf.add_argument(
+        "--skip-if-exists",
+        action="store_true",
+        help="with --register: do not train if models:/NAME@ALIAS already resolves",
+    )
+
+
+def add_label(parser: Any, s: TrainerSettings) -> None:
+    parser.add_argument("--label", default=s.label, help="label column (default: %(default)s)")
+
+
+def add_split(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    group = parser.add_argument_group("train/validation split")
+    group.add_argument(
+        "--train-size",
+        type=fraction,
+        default=s.train_size,
+        help="fraction of rows for training (default: %(default)s)",
+    )
+    group.add_argument(
+        "--random-state",
+        type=int,
+        default=s.random_state,
+        help="seed of the split (default: %(default)s)",
+    )
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of plain text"
+    )
