@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.openapi import openapi_for
 from app.api.routes import add_routes
+from app.compat import fastapi as fastapi_compat
 from app.dataplane import DataPlane
 from app.errors import ServiceError
 from app.http.errors import install_error_handlers
@@ -38,9 +39,10 @@ a path ending in "/*" names a tree: the lane serves that path and every path ben
 
 
 class _Dispatch:
-    """Hands the requests a lane serves to it, everything else to FastAPI's own layers."""
+    """Hands the requests a lane serves to it, everything else to FastAPI's own layers: the
+    app's innermost middleware (added first)."""
 
-    def __init__(self, lanes: Lanes, framework: ASGIApp) -> None:
+    def __init__(self, framework: ASGIApp, lanes: Lanes) -> None:
         self.lanes = {p: lane for p, lane in lanes.items() if not p.endswith("/*")}
         self.trees = [(p[:-2], p[:-1], lane) for p, lane in lanes.items() if p.endswith("/*")]
         self.framework = framework
@@ -63,29 +65,40 @@ class ServingApp(FastAPI):
     every middleware added with `add_middleware` sees the lanes' requests too.
 
     As shipped, the only middleware is the request middleware (request ids, HTTP metrics),
-    and a lane's request is handed to it and the lane straight from here: FastAPI's and
-    Starlette's entry layers cost ~15% of the one-row requests a second at 32 connections.
-    With any other middleware added, or FastAPI's native OpenTelemetry configured when the
-    stack is built (at start-up), lanes run beneath the whole stack instead."""
+    and a lane's request is handed to it and the lane straight from here, past FastAPI's and
+    Starlette's entry layers. With any other middleware added, or FastAPI's native
+    OpenTelemetry configured when the stack is built (at start-up), or a FastAPI whose stack
+    cannot be rebuilt so (`app.compat.fastapi`), lanes run beneath FastAPI's whole stack."""
 
     lanes: Lanes
     _direct: tuple[_Dispatch, RequestMiddleware] | None = None
 
+    def serve_lanes(self, lanes: Lanes) -> None:
+        """Serve `lanes` beneath every middleware: call before adding any."""
+        self.lanes = lanes
+        self.add_middleware(_Dispatch, lanes=lanes)
+
     def build_middleware_stack(self) -> ASGIApp:
-        user, self.user_middleware = self.user_middleware, []
+        self._direct = None
+        if not fastapi_compat.supported():
+            return super().build_middleware_stack()
+        user = fastapi_compat.user_middleware(self)
+        saved = self.user_middleware
+        fastapi_compat.set_user_middleware(self, [])
         try:
             framework = super().build_middleware_stack()
         finally:
-            self.user_middleware = user
-        dispatch = _Dispatch(self.lanes, framework)
-        app: ASGIApp = dispatch
+            fastapi_compat.set_user_middleware(self, saved)
+        app: ASGIApp = framework
         for cls, args, kwargs in reversed(user):
             app = cls(app, *args, **kwargs)
-        telemetry = getattr(self, "_native_telemetry", None)  # FastAPI >= 0.165
-        traced = telemetry is not None and telemetry.enabled()
-        self._direct = None
-        if isinstance(app, RequestMiddleware) and app.app is dispatch and not traced:
-            self._direct = (dispatch, app)  # only ours between the server and the lanes
+        if (
+            isinstance(app, RequestMiddleware)
+            and isinstance(app.app, _Dispatch)
+            and app.app.framework is framework
+            and not fastapi_compat.traced(self)
+        ):
+            self._direct = (app.app, app)  # only ours between the server and the lanes
         return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,7 +149,7 @@ def create_app(
         lifespan=lifespan,
     )
     plane = DataPlane(slot, recorder)
-    app.lanes = {PATH: PredictLane(plane, settings), V2_TREE: V2Lane(plane, settings)}
+    app.serve_lanes({PATH: PredictLane(plane, settings), V2_TREE: V2Lane(plane, settings)})
     app.state.settings = settings
     app.state.slot = slot
     app.state.loader = loader

@@ -19,6 +19,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.compat.starlette import route_path
 from app.errors import InvalidInput, render
 from app.monitoring.metrics import Metrics
 
@@ -89,7 +90,7 @@ class RequestMiddleware:
                 await _refuse_id(send_with_id)
         finally:
             request_id.reset(token)
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            route = route_path(scope) or UNMATCHED
             self.metrics.count_request(route, scope["method"], status, time.perf_counter() - start)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from app.compat.sklearn import svc_dense_predict
 from app.model.schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -51,13 +52,13 @@ def _standard_scaler(step: Any) -> Transform | None:
 def _svc(step: Any) -> Transform | None:
     from sklearn.svm import SVC
 
-    if type(step) is not SVC or getattr(step, "_sparse", True):
+    if type(step) is not SVC:
         return None
     if step.kernel not in ("linear", "poly", "rbf", "sigmoid"):
         return None
     if step.break_ties and step.decision_function_shape == "ovr" and len(step.classes_) > 2:
         return None
-    dense_predict = getattr(step, "_dense_predict", None)
+    dense_predict = svc_dense_predict(step)
     if dense_predict is None or step.n_support_.sum() != step.support_vectors_.shape[0]:
         return None
     classes = step.classes_

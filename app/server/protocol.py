@@ -8,10 +8,11 @@
   with Nagle off, two TCP segments for every answer. `CoalescingTransport` holds what is
   written during one turn of the event loop and writes it at the end of that turn, in one
   call: an answer sent without a pause in between (every JSON answer here) leaves as one
-  segment. At 32 connections of one-row requests that is ~13% more answers a second.
+  segment.
 
 With several workers, `BalancedHttpProtocol` also evens out the keep-alive connections between
-them (`ConnectionBalance`).
+them (`ConnectionBalance`). Both build on uvicorn's internals through `app.compat.uvicorn`;
+where it lacks them, `http_protocol` hands uvicorn its own protocol instead.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from collections.abc import MutableSequence
 from typing import Any, ClassVar
 
 from prometheus_client import Counter
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.compat.uvicorn import httptools_protocol
+
+# uvicorn's protocol, or a stand-in base when it lacks what the tuned one needs (then
+# `http_protocol` never hands the tuned classes to uvicorn).
+_Base: Any = httptools_protocol() or asyncio.Protocol
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -101,10 +107,10 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
 
-class ServingHttpProtocol(HttpToolsProtocol):
+class ServingHttpProtocol(_Base):
     """uvicorn's httptools protocol with Nagle off and one write per answer."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
@@ -164,7 +170,7 @@ class BalancedHttpProtocol(ServingHttpProtocol):
 
     balance: ClassVar[ConnectionBalance]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         self.balance.count(len(self.connections))
 
@@ -183,6 +189,15 @@ class BalancedHttpProtocol(ServingHttpProtocol):
             and self.balance.hand_back()
         ):
             cycle.keep_alive = False  # uvicorn says `connection: close` and closes after it
+
+
+def http_protocol(loads: MutableSequence[int] | None, index: int) -> type[Any] | str:
+    """What uvicorn serves worker `index`'s connections with: the tuned protocol (balanced
+    between workers sharing `loads`, when there are), or uvicorn's own ("auto") on a
+    uvicorn the tuned one cannot build on (`app.compat.uvicorn`)."""
+    if httptools_protocol() is None:
+        return "auto"
+    return ServingHttpProtocol if loads is None else balanced_protocol(loads, index)
 
 
 def balanced_protocol(loads: MutableSequence[int], index: int) -> type[BalancedHttpProtocol]:

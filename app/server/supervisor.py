@@ -32,7 +32,7 @@ import uvicorn
 from app.http.observe import RequestIdFilter
 from app.monitoring.metrics import SHARED_DIR_ENV
 from app.process.cores import pin_worker
-from app.server.protocol import ServingHttpProtocol, balanced_protocol
+from app.server.protocol import http_protocol
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _serve_one(
         app,
         host=settings.host,
         port=settings.port,
-        http=ServingHttpProtocol if loads is None else balanced_protocol(loads, index),
+        http=http_protocol(loads, index),
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=False,

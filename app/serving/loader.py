@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import anyio.to_thread
 
+from app.compat.anyio import run_sync_abandoning
 from app.errors import ServiceError
 from app.model.failures import LoadError, explain
 from app.model.predictor import Predictor
@@ -46,7 +47,7 @@ class Loader:
     async def _attempt(self) -> Predictor:
         predictor = self.slot.factory()
         try:
-            await anyio.to_thread.run_sync(predictor.load, abandon_on_cancel=True)
+            await run_sync_abandoning(predictor.load)
         except BaseException:
             predictor.close()  # the one cleanup of a failed load
             raise
