@@ -1,14 +1,13 @@
 """Lean predict functions for common fitted scikit-learn estimators.
 
-scikit-learn validates its input on every call (dtype, finiteness, feature names, fitted
-state, tags): ~190 us for one row through Pipeline(StandardScaler, SVC), against ~10 us of
-arithmetic. The service has already validated its input (a finite, C-ordered float64 matrix
-in the fitted column order), so for the estimators below it does the same arithmetic itself,
-in the same order and with the same calls, and skips the rest. Anything else, or any
-estimator configured in a way not handled here, returns None and is served by the estimator's
-own `predict`. The predictor also checks, at load, that the lean function's answers equal
-`mlflow.pyfunc`'s on the input example and on perturbed copies of it before using it.
-"""
+scikit-learn validates its input on every call (dtype, finiteness, feature names, fitted state,
+tags), which for one row costs many times the arithmetic itself. The service has already validated
+its input (a finite, C-ordered float64 matrix in the fitted column order), so for the estimators
+below it does the same arithmetic itself, in the same order and with the same calls, and skips the
+rest. Anything else, or any estimator configured in a way not handled here, returns None and is
+served by the estimator's own `predict`. The predictor also checks, at load, that the lean
+function's answers equal `mlflow.pyfunc`'s on the input example and on perturbed copies of it before
+using it."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def prepare_process() -> None:
 
 def freeze_heap() -> None:
     """Move the long-lived objects (the model, MLflow, sklearn, pandas) out of the cyclic
-    collector's way, or every full collection walks them (~250 ms pauses, seen in p99)."""
+    collector's way, or every full collection walks them (pauses long enough to show in p99)."""
     gc.unfreeze()  # a replaced model's cycles become collectable again
     gc.collect()
     gc.freeze()
