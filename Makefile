@@ -9,7 +9,7 @@ MODEL ?= sk_model
 ALIAS ?= champion
 UV_EXPORT = $(VENV)/bin/uv export --frozen --no-emit-project --no-dev --format requirements-txt --quiet
 
-.PHONY: run train serve test lint lock requirements lock-check format bench clean postgres-up chromium
+.PHONY: run train serve test lint docs lock requirements lock-check format bench clean postgres-up chromium
 
 # Every install comes from the lock: requirements/*.txt are exported from uv.lock with hashes
 # (`make lock` writes all of them): the whole closure, so pip installs it without resolving
@@ -43,6 +43,7 @@ test: $(VENV)/.installed-dev lock-check postgres-up chromium
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mkdocs build --strict --quiet
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed-dev
@@ -50,6 +51,11 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+
+## The manual (docs/) as a site in .site/; fails on a broken link or a stale configuration page.
+docs: $(VENV)/.installed-dev
+	$(PY) docs/gen_configuration.py --check
+	$(VENV)/bin/mkdocs build --strict
 
 ## Upgrade every dependency within pyproject.toml's bounds: uv.lock, then the exported
 ## requirements/*.txt that the venv, the images and CI install from.

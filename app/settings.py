@@ -84,8 +84,7 @@ class Settings(BaseSettings):
     """Seconds to keep retrying (with backoff) while the model cannot be loaded; then exit 1."""
 
     max_request_rows: int = Field(default=10_000, ge=1)
-    """Most rows (records, instances) one prediction request may carry; more answers 422.
-    Formerly MAX_BATCH_ROWS."""
+    """Most rows (records, instances) one prediction request may carry; more answers 422."""
 
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest /predict request body accepted; larger answers 413."""
@@ -129,7 +128,7 @@ class Settings(BaseSettings):
 
     micro_batch_max_rows: int = Field(default=256, ge=1)
     """Most rows one combined model call may take when concurrent requests are batched
-    together (BATCHING). Formerly BATCH_MAX_ROWS."""
+    together (BATCHING)."""
 
     batch_max_wait_ms: float = Field(default=2.0, ge=0)
     """How long a batch may wait for requests already in flight to join it; a lone request

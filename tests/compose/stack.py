@@ -35,7 +35,7 @@ DOCKER_CLIENT_VARIABLES = (
     "DOCKER_CERT_PATH",
     "DOCKER_TLS_VERIFY",
 )
-# .env values the test draws afresh (the README: "then change the passwords").
+# .env values the test draws afresh (the quick start: "then change the passwords").
 SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "API_KEY")
 STANDIN_LABEL = "docker-offline.standin"
 # Compose 2.26 starts log lines with a terminal "erase line" even with --no-color.
@@ -307,9 +307,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)
 
 
-def readme_blocks(section: str) -> Iterator[list[str]]:
-    """The ```sh blocks of a README section, each as its commands (continuations joined)."""
-    text = (ROOT / "README.md").read_text()
+def manual_blocks(section: str) -> Iterator[list[str]]:
+    """The ```sh blocks of a section of the operations page (docs/operations.md), each as its
+    commands (continuations joined)."""
+    text = (ROOT / "docs" / "operations.md").read_text()
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     body = text[start : end if end != -1 else len(text)]

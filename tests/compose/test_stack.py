@@ -1,10 +1,9 @@
-"""`docker compose up` on a real engine, then what the README tells a user to do, step by step.
+"""`docker compose up` on a real engine, then what the manual tells a user to do, step by step.
 
-One compose project (tests/compose/stack.py: a fresh copy, its own name, .env and host ports)
-goes through the steps in order; each step is a test, so a report names the step that failed
-and the later ones still run. The README's curl and roll-out commands run as printed, in the
-copy, with only the host port swapped for the test's own.
-"""
+One compose project (tests/compose/stack.py: a fresh copy, its own name, .env and host ports) goes
+through the steps in order; each step is a test, so a report names the step that failed and the
+later ones still run. The operations page's curl and roll-out commands run as printed, in the copy,
+with only the host port swapped for the test's own."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.compose.stack import Stack, readme_blocks, wait_for
+from tests.compose.stack import Stack, manual_blocks, wait_for
 from tests.iris import IRIS_EXAMPLE  # class 2
 from tests.stack import compose
 
@@ -31,11 +30,11 @@ CACHED_START_S = 30.0  # the bound on being ready again from the model cache
 
 
 def readme_block(stack: Stack, *words: str) -> list[str]:
-    """The README block (in the compose section) whose commands mention all `words`, with the
-    default host ports of .env.example replaced by the test stack's."""
+    """The operations page's block (in the compose section) whose commands mention all
+    `words`, with the default host ports of .env.example replaced by the test stack's."""
     example = compose.read_env_file(stack.dir / ".env.example")
-    blocks = [b for b in readme_blocks(SECTION) if all(any(w in c for c in b) for w in words)]
-    assert len(blocks) == 1, f"README, {SECTION}: {len(blocks)} blocks mention {words}"
+    blocks = [b for b in manual_blocks(SECTION) if all(any(w in c for c in b) for w in words)]
+    assert len(blocks) == 1, f"docs/operations.md, {SECTION}: {len(blocks)} blocks mention {words}"
     commands = blocks[0]
     for name, port in stack.settings.items():
         if name.endswith("_HOST_PORT"):

@@ -40,7 +40,7 @@ SETTINGS = {field.upper() for field in Settings.model_fields}
 # Read by KServe's controller, not by the app: the protocol a custom predictor speaks.
 KSERVE_VARIABLES = {"PROTOCOL"}
 DEFAULT_PORTS = {"http": 80, "https": 443}
-README = manifests.ROOT / "README.md"
+OPERATIONS = manifests.ROOT / "docs" / "operations.md"
 
 
 @pytest.fixture(scope="module", params=STACKS, ids=manifests.stack_id)
@@ -162,25 +162,25 @@ def test_settings_are_composes_and_compose_variables_all_have_a_source(
     assert set(api) - set(settings_env) - set(secret_refs(workload)) == set()
 
 
-def test_secrets_are_referenced_by_name_and_the_readme_creates_them(workload: Workload) -> None:
+def test_secrets_are_referenced_by_name_and_the_manual_creates_them(workload: Workload) -> None:
     commands = readme_secret_commands()
     refs = secret_refs(workload)
     assert {"API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(refs)
-    readme = README.read_text()
+    readme = OPERATIONS.read_text()
     for variable, ref in refs.items():
         assert ref["key"] == variable, "a Secret's key is the variable's name"
         if ref.get("optional"):
-            assert f"{variable}=" in readme, f"README never says how to set {variable}"
+            assert f"{variable}=" in readme, f"docs/operations.md never says how to set {variable}"
         else:
             assert variable in commands.get(ref["name"], set()), (
-                f"README has no `kubectl create secret generic {ref['name']}` "
+                f"docs/operations.md has no `kubectl create secret generic {ref['name']}` "
                 f"with --from-literal={variable}=..."
             )
 
 
 def readme_secret_commands() -> dict[str, set[str]]:
-    """{secret name: keys} of the README's `kubectl create secret generic` commands."""
-    text = re.sub(r"\\\n\s*", " ", README.read_text())
+    """{secret name: keys} of the manual's `kubectl create secret generic` commands."""
+    text = re.sub(r"\\\n\s*", " ", OPERATIONS.read_text())
     found: dict[str, set[str]] = {}
     for match in re.finditer(r"kubectl (?:-n \S+ )?create secret generic (\S+)([^\n]*)", text):
         found.setdefault(match[1], set()).update(re.findall(r"--from-literal=(\w+)=", match[2]))

@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 API_START_S = 180.0
 S3_SETTINGS = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-# The README's roll-out: `docker compose run --rm trainer <this>`, then POST /admin/reload.
+# The operations page's roll-out: `docker compose run --rm trainer <this>`, then POST /admin/reload.
 ROLLOUT = ["python", "-m", "trainer", "train", "--register", "sk_model", "--alias", "champion"]
 
 
@@ -259,7 +259,7 @@ def test_second_up_keeps_the_model_and_a_rollout_serves_the_new_version(
     assert again["skipped"] is True
     assert (str(again["version"]), again["run_id"]) == (str(trained["version"]), trained["run_id"])
 
-    # The README's roll-out: retrain (moves champion), then reload the running api.
+    # The operations page's roll-out: retrain (moves champion), then reload the running api.
     api_env = tracking.client_env(services["api"])
     key = api_env["API_KEY"]
     assert key, "the compose file gives the api an API_KEY from .env"
