@@ -1,8 +1,10 @@
 """anyio's worker threads: a blocking call the event loop may stop waiting for.
 
 `run_sync(fn, abandon_on_cancel=True)` (anyio 4.1 and later; `cancellable=True` before)
-lets a cancelled task go on at once while the thread finishes alone: a model load cancelled
-at shutdown does not hold the shutdown up. Without either keyword the call is waited for.
+lets a caller cancelled through an anyio cancel scope go on at once while the thread
+finishes alone: a model load cancelled so does not hold up what cancelled it. Without either
+keyword such a caller waits for the thread to return. (A plain `asyncio.Task.cancel()`, as
+the model slot's `stop` does, ends the wait either way.)
 """
 
 from __future__ import annotations
@@ -36,18 +38,22 @@ def probe(run_sync: Callable[..., Any] | None = None) -> str | None:
 
 
 @functools.cache
-def _keyword() -> str | None:
+def abandoning_keyword() -> str | None:
+    """The keyword to abandon a thread with, or None (one warning: threads are waited for)."""
     problem = probe()
     if problem is not None:
-        fallback(logger, "anyio", problem, "a cancelled model load is waited for")
+        fallback(
+            logger, "anyio", problem, "a load cancelled through a cancel scope waits for its thread"
+        )
+        return None
     return keyword()
 
 
-async def run_sync_abandoning(fn: Callable[[], T]) -> T:
-    """`fn()` on a worker thread; a cancelled caller does not wait for it to return."""
-    keyword = _keyword()
-    if keyword is None:
-        return await anyio.to_thread.run_sync(fn)
+async def run_sync_abandoning(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a worker thread; a cancelled caller does not wait for it to return
+    (where this anyio cannot abandon a thread, it does)."""
+    keyword = abandoning_keyword()
+    abandon = {} if keyword is None else {keyword: True}
     run_sync: Callable[..., Any] = anyio.to_thread.run_sync
-    result: T = await run_sync(fn, **{keyword: True})
+    result: T = await run_sync(fn, *args, **abandon)
     return result

@@ -39,7 +39,8 @@ def probe(svc: type[Any] | None = None) -> str | None:
 
 
 @functools.cache
-def _supported() -> bool:
+def supported() -> bool:
+    """Whether the lean SVC path can be taken; False logs one warning."""
     problem = probe()
     if problem is not None:
         fallback(logger, "scikit-learn", problem, "SVC models validate their input per call")
@@ -49,7 +50,7 @@ def _supported() -> bool:
 def svc_dense_predict(step: Any) -> Callable[[Any], Any] | None:
     """The fitted SVC's libsvm predict on a validated dense float64 matrix, or None (a sparse
     model, or a scikit-learn without it: then its own `predict` serves)."""
-    if not _supported() or getattr(step, "_sparse", True):
+    if not supported() or getattr(step, "_sparse", True):
         return None
     predict: Callable[[Any], Any] = step._dense_predict
     return predict

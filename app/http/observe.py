@@ -19,7 +19,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.compat.starlette import route_path
+from app.compat import starlette as starlette_compat
 from app.errors import InvalidInput, render
 from app.monitoring.metrics import Metrics
 
@@ -58,6 +58,7 @@ class RequestMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        starlette_compat.supported()  # checked as the app starts: its warning, if any, then
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,7 +91,7 @@ class RequestMiddleware:
                 await _refuse_id(send_with_id)
         finally:
             request_id.reset(token)
-            route = route_path(scope) or UNMATCHED
+            route = starlette_compat.route_path(scope) or UNMATCHED
             self.metrics.count_request(route, scope["method"], status, time.perf_counter() - start)
 
 

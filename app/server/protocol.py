@@ -1,8 +1,8 @@
 """uvicorn's httptools HTTP protocol, with two changes for small keep-alive answers.
 
 - TCP_NODELAY on every connection. uvicorn leaves it unset on a socket shared by several
-  workers (uvicorn #3149), which delays each small keep-alive answer by ~40 ms (Nagle and
-  delayed ACK); setting it here fixes it for any worker count.
+  workers, so each small keep-alive answer waits on Nagle's algorithm and the client's
+  delayed ACK; setting it here fixes it for any worker count.
 - One write per answer. uvicorn writes the status line and headers when the app sends
   `http.response.start`, and the body on `http.response.body`: two `send()` system calls and,
   with Nagle off, two TCP segments for every answer. `CoalescingTransport` holds what is
@@ -123,10 +123,9 @@ class ConnectionBalance:
 
     The worker whose event loop wakes first accepts every connection waiting, so a client
     that opens a few keep-alive connections at once (a pool, a load balancer, wrk) often
-    lands them all on one worker and keeps them there while the others idle: with two
-    workers and four connections, one worker served four and the other none in 2 of 3 runs.
-    Accepting in turn fixes that on the accept path but halves clients that open a
-    connection per request.
+    lands them all on one worker and keeps them there while the others idle. Accepting in
+    turn fixes that on the accept path but costs clients that open a connection per request
+    much of their throughput.
 
     So a worker holding at least GAP more open connections than its least loaded sibling
     answers one request with `Connection: close` (at most one per INTERVAL); the client opens

@@ -25,7 +25,7 @@ def test_without_it_the_estimators_own_predict_serves_the_same_answers(
     force_fallback: Forcing,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    force_fallback(sklearn_compat, sklearn_compat._supported)
+    force_fallback(sklearn_compat, sklearn_compat.supported)
     with serve() as client:
         assert client.get("/model-info").json()["predict_path"] == "estimator"
         answer = client.post("/predict", json={"records": iris_records})
