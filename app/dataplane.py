@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -23,9 +24,12 @@ import pandas as pd
 
 from app.batching.batcher import timed
 from app.errors import InvalidInput, summarize
+from app.formats.csv import decode_csv, read_csv
 from app.formats.decoders import Decoded
-from app.formats.payload import Batch, Records, normalize
+from app.formats.parquet import read_parquet
+from app.formats.payload import MLFLOW_KEYS, Batch, Records, normalize, normalize_mlflow
 from app.model.failures import one_line
+from app.model.output import as_mlflow
 from app.model.schema import MAX_ERRORS, InputSchema
 from app.monitoring.recorder import Recorder
 from app.serving.served import ServedModel
@@ -65,9 +69,54 @@ Decode = Callable[[InputSchema, bytes, int], Decoded | None]
 batch's location (at most `max_rows` rows), else None (read it the general way)."""
 
 
+Params = dict[str, Any] | None
+"""A request's checked inference params, or None: the model's defaults."""
+
+
+def checked_params(schema: InputSchema, batch: Batch, mlflow_params: bool) -> Params:
+    """The batch's params, checked against the model's params schema (InvalidInput names what
+    is wrong). A model without one refuses params, or, with `mlflow_params`, ignores them with
+    a log line, as MLflow's scoring server does."""
+    if batch.params is None:
+        return None
+    if schema.params is not None:
+        return schema.params.check(batch.params)
+    if mlflow_params:
+        logger.info("params ignored: the model's signature declares none")
+        return None
+    message = "this model takes no inference params (its signature declares none)"
+    raise InvalidInput(message, [{"loc": ["params"], "msg": message}])
+
+
+Load = Callable[[bytes], Any]
+"""A body's bytes -> what a Reader reads (JSON bodies: `parse_json`)."""
+
+
 def _decode_predict(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
     """/predict's: the model's compiled decoder (`app.formats.decoders`), if it has one."""
     return None if schema.decoder is None else schema.decoder.decode(body, max_rows)
+
+
+_MLFLOW_FIRST = tuple(b'{"%s"' % key.encode() for key in MLFLOW_KEYS)
+
+
+def decode_mlflow(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
+    """/invocations': the same compiled decoder, for a body in one of MLflow's formats (those
+    the decoder reads beside them, a bare record or `records`, are not MLflow's)."""
+    if schema.decoder is None or not body.lstrip().startswith(_MLFLOW_FIRST):
+        return None
+    return schema.decoder.decode(body, max_rows)
+
+
+def _decode_csv(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
+    """CSV's: a plain body of the model's double columns straight to its matrix."""
+    if schema.decoder is None:
+        return None
+    return decode_csv(schema.array_order, body, max_rows)
+
+
+def _text(body: bytes) -> bytes:
+    return body
 
 
 class DataPlane:
@@ -82,7 +131,12 @@ class DataPlane:
         answers with it off)."""
 
     def parse(
-        self, schema: InputSchema, body: bytes, read: Reader, decode: Decode | None = None
+        self,
+        schema: InputSchema,
+        body: bytes,
+        read: Reader,
+        decode: Decode | None = None,
+        load: Load = parse_json,
     ) -> tuple[np.ndarray | pd.DataFrame, Batch]:
         """JSON body -> model input, and the batch it came from (InvalidInput says what is
         wrong). A lane's compiled `decode` tries first; a body it does not take is read the
@@ -92,14 +146,24 @@ class DataPlane:
             decoded = decode(schema, body, self.max_rows)
             if decoded is not None:
                 return decoded
-        batch = read(parse_json(body), self.max_rows)
+        batch = read(load(body), self.max_rows)
         return schema.parse(batch, booleans=b"true" in body or b"false" in body), batch
 
     async def infer(
-        self, body: bytes, read: Reader, request_id: str, decode: Decode | None = None
+        self,
+        body: bytes,
+        read: Reader,
+        request_id: str,
+        decode: Decode | None = None,
+        load: Load = parse_json,
+        *,
+        mlflow_params: bool = False,
     ) -> tuple[ServedModel, list[Any]]:
-        """The serving model and its predictions for a body in the format `read` reads, or
-        `decode` decodes when it can (the caller bounds the time). Every protocol's lane comes
+        """The serving model and its predictions for a body in the format `read` reads (from
+        what `load` made of the bytes: parsed JSON unless told), or `decode` decodes when it
+        can (the caller bounds the time). The body's inference params are checked against the
+        model's params schema; for a model without one they are refused, or ignored with
+        `mlflow_params` as MLflow's scoring server ignores them. Every protocol's lane comes
         through here; what was predicted is recorded (prediction log, drift, accuracy) off the
         request path."""
         start = time.perf_counter()
@@ -108,16 +172,25 @@ class DataPlane:
         try:
             schema = served.predictor.schema
             if len(body) <= INLINE_BYTES:
-                data, batch = self.parse(schema, body, read, decode)
+                data, batch = self.parse(schema, body, read, decode, load)
+                params = checked_params(schema, batch, mlflow_params)
                 predicted = None
             elif (offloaded := await self._offload(served, body, decode)) is not None:
                 data, batch, predicted = offloaded
+                params = None
             else:  # a large body crosses to a model thread once: parsed and predicted there
-                data, batch, predicted = await asyncio.get_running_loop().run_in_executor(
-                    served.executor, self._parse_and_predict, served, body, read, decode
+                data, batch, params, predicted = await asyncio.get_running_loop().run_in_executor(
+                    served.executor,
+                    self._parse_and_predict,
+                    served,
+                    (body, read, decode, load),
+                    mlflow_params,
                 )
             try:
-                predictions = await served.predict(data) if predicted is None else predicted()
+                if predicted is None:
+                    predictions = await served.predict(data, params)
+                else:
+                    predictions = predicted()
             except InvalidInput as exc:
                 cause = exc.__cause__
                 logger.info("the model refused the input: %s", one_line(str(cause or exc)))
@@ -149,24 +222,29 @@ class DataPlane:
         return matrix, Records([], ()), lambda: predictions
 
     def _parse_and_predict(
-        self, served: ServedModel, body: bytes, read: Reader, decode: Decode | None
-    ) -> tuple[np.ndarray | pd.DataFrame, Batch, Callable[[], list[Any]]]:
-        """(On a model thread) a large body's input, batch, and a callable that gives its
-        predictions or raises what predicting raised. Its rows are many already, so it is
+        self,
+        served: ServedModel,
+        how: tuple[bytes, Reader, Decode | None, Load],
+        mlflow_params: bool,
+    ) -> tuple[np.ndarray | pd.DataFrame, Batch, Params, Callable[[], list[Any]]]:
+        """(On a model thread) a large body's input, batch, params, and a callable that gives
+        its predictions or raises what predicting raised. Its rows are many already, so it is
         not batched with others, and one thread hop instead of two (parse, then predict)
         leaves the event loop more time."""
-        data, batch = self.parse(served.predictor.schema, body, read, decode)
+        schema = served.predictor.schema
+        data, batch = self.parse(schema, *how)
+        params = checked_params(schema, batch, mlflow_params)
         try:
-            predictions, seconds = timed(served.predictor.predict, data)
+            predictions, seconds = timed(partial(served.predictor.predict, params=params), data)
         except Exception as exc:
             error = exc
 
             def fail() -> list[Any]:
                 raise error
 
-            return data, batch, fail
+            return data, batch, params, fail
         served.metrics.observe(predictions, seconds)
-        return data, batch, lambda: predictions
+        return data, batch, params, lambda: predictions
 
     async def _refused_rows(
         self, served: ServedModel, data: Any, batch: Batch, error: InvalidInput
@@ -199,3 +277,22 @@ class DataPlane:
             orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY),
             served.identity_json,
         )
+
+    async def invocations(self, body: bytes, request_id: str, kind: str = "json") -> bytes:
+        """JSON answer bytes for an MLflow scoring-server body (`kind`: "json", "csv" or
+        "parquet"), shaped as MLflow's server shapes it: `{"predictions": ...}`, in the form
+        of the model's own output (`app.model.output`)."""
+        read, decode, load = _INVOCATIONS[kind]
+        served, predictions = await self.infer(
+            body, read, request_id, decode, load, mlflow_params=True
+        )
+        answer = as_mlflow(predictions, served.predictor.output)
+        return b'{"predictions":%s}' % orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+_INVOCATIONS: dict[str, tuple[Reader, Decode | None, Load]] = {
+    "json": (normalize_mlflow, decode_mlflow, parse_json),
+    "csv": (read_csv, _decode_csv, _text),
+    "parquet": (read_parquet, None, _text),
+}
+"""How /invocations reads a body of each kind: the reader, its compiled decoder, the load."""

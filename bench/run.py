@@ -4,7 +4,7 @@
                                   [--only api,mlflow,floor] [--cases a,b,c]
                                   [--mlflow-workers N] [--format split|records] [--log]
                                   [--c-shapes dataframe_records,records,dataframe_split,instances]
-                                  [--v2 [columns|matrix]] [--c-workers N]
+                                  [--v2 [columns|matrix]] [--invocations] [--c-workers N]
 
 In one run it
 1. makes (or reuses) the reference model, the seed's Pipeline(StandardScaler, SVC) on iris,
@@ -18,8 +18,9 @@ In one run it
 4. drives each server with wrk (installed with apt-get if missing) through bench/wrk_post.lua:
    (a) 1 row, 1 connection, 1 thread; (b) 1 row, 32 connections, 2 threads;
    (c) 1000 rows per request, 4 connections, 2 threads, once per body shape (--c-shapes:
-   dataframe_records, records, dataframe_split, instances; mlflow gets dataframe_records for
-   records, which it does not read); a warm-up run before each measure. Before the servers
+   dataframe_records, records, dataframe_split, instances, csv; mlflow gets dataframe_records
+   for records, which it does not read, and csv goes to both servers' /invocations);
+   a warm-up run before each measure. Before the servers
    start, a child pinned to one core times the estimator's own predict on the same 1000 rows
    (the in-process one-core limit (c) is compared with, per wall second and per CPU-second);
 5. prints req/s, rows/s, p50, p99 and errors per case and server, the API's ratios to
@@ -30,6 +31,9 @@ With --log, case (b) also drives "api+log": the API with its prediction log on, 
 a fresh PostgreSQL database dropped afterwards; bench/logcost.py says how the rows are counted.
 With --v2, case (b) also drives "api (V2)": the same API through its Open Inference Protocol
 lane with the same rows, checked to answer as /predict does (bench/v2cost.py).
+With --invocations, case (b) also drives "api (/invocations)": the same API through MLflow's
+scoring-server route with the same body, checked to answer as /predict does (bench/invocost.py);
+case (c)'s csv shape sends the 1000 rows as text/csv to the API's and mlflow's /invocations.
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
 large requests, against MLflow given as many.
@@ -74,13 +78,14 @@ NOISY_CORES = 0.2  # CPU used by processes not ours during a run, above which we
 
 sys.path.insert(0, str(ROOT))
 import against  # noqa: E402  (bench/, this script's folder)
+import invocost  # noqa: E402
 import logcost  # noqa: E402  (bench/, this script's folder)
 import v2cost  # noqa: E402
 
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
-SERVERS = ("api", v2cost.SERVER, logcost.SERVER, "mlflow", "floor")
+SERVERS = ("api", v2cost.SERVER, invocost.SERVER, logcost.SERVER, "mlflow", "floor")
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,9 @@ CASES = {
     "c": Case("c", "1000 rows, 4 connections", 1000, 4, 2),
 }
 # Case (c) runs once per body shape: what pandas' to_dict(orient="records") and
-# hand-written clients send, the API's own, MLflow's column split, and TF-serving's.
-C_SHAPES = ("dataframe_records", "records", "dataframe_split", "instances")
+# hand-written clients send, the API's own, MLflow's column split, TF-serving's, and CSV (to
+# /invocations, the API's and mlflow's: bench/invocost.py).
+C_SHAPES = ("dataframe_records", "records", "dataframe_split", "instances", invocost.CSV_SHAPE)
 # mlflow models serve has no {"records": [...]}: it gets the same records as dataframe_records.
 MLFLOW_SHAPE = {"records": "dataframe_records"}
 
@@ -189,6 +195,8 @@ def make_rows() -> tuple[list[float], list[list[float]]]:
 def shape_body(rows: list[list[float]], shape: str) -> bytes:
     """A (c) body: `rows` in one of C_SHAPES (`instances` as records, as mlflow reads them)."""
     columns = list(IRIS_FEATURES)
+    if shape == invocost.CSV_SHAPE:
+        return invocost.csv_body(rows, columns)
     if shape == "dataframe_split":
         return body(rows, "split")
     records = [dict(zip(columns, row, strict=True)) for row in rows]
@@ -380,10 +388,22 @@ def check_shapes(urls: dict[str, str], rows: list[list[float]], shapes: list[str
         status, want = post(url, body(rows, "split"))
         for shape in shapes:
             sent = MLFLOW_SHAPE.get(shape, shape) if is_mlflow(name) else shape
-            status, got = post(url, shape_body(rows, sent))
+            status, got = invocost.post(
+                shape_url(name, url, shape), shape_body(rows, sent), invocost.content_type(shape)
+            )
             if status != 200 or got["predictions"] != want["predictions"]:
                 raise BenchError(f"{name} answers the 1000-row {sent} body differently ({status})")
     log(f"(c) body shapes {', '.join(shapes)}: each server answers as to dataframe_split")
+
+
+def shape_url(server: str, url: str, shape: str | None) -> str:
+    """Where `server` takes case (c)'s `shape`: CSV goes to the API's /invocations."""
+    return invocost.url(url) if shape == invocost.CSV_SHAPE and not is_mlflow(server) else url
+
+
+def skips_shape(server: str, shape: str | None) -> bool:
+    """The floor reads JSON only, and an --against revision may have no /invocations."""
+    return shape == invocost.CSV_SHAPE and (server == "floor" or server.startswith("api@"))
 
 
 def one_core_limit(rows: list[list[float]], seconds: float) -> dict[str, float]:
@@ -464,6 +484,22 @@ def check_v2(
     return path
 
 
+def check_invocations(
+    servers: dict[str, tuple[Server, str]],
+    urls: dict[str, str],
+    payloads: dict[str, list[list[float]]],
+    fmt: str,
+) -> None:
+    """With --invocations: "api (/invocations)" is the API's process on POST /invocations,
+    which must answer the payloads as /predict does (it is sent the same 1-row file)."""
+    url = invocost.url(urls["api"])
+    servers[invocost.SERVER], urls[invocost.SERVER] = (servers["api"][0], url), url
+    problem = invocost.check(urls["api"], url, {k: body(r, fmt) for k, r in payloads.items()})
+    if problem:
+        raise BenchError(problem)
+    log("/invocations answers every payload as /predict does")
+
+
 # -- load ------------------------------------------------------------------------------------
 
 
@@ -496,11 +532,17 @@ def children_cpu() -> float:
 
 
 def measure(
-    binary: str, url: str, body_file: Path, case: Case, seconds: float, pgid: int
+    binary: str,
+    url: str,
+    body_file: Path,
+    case: Case,
+    seconds: float,
+    pgid: int,
+    content_type: str = invocost.JSON,
 ) -> dict[str, Any]:
     """One wrk run, plus the cores used by the server, by wrk, and by everything else."""
     before = (machine_busy(), group_cpu(pgid), children_cpu(), time.monotonic())
-    result = wrk(binary, url, body_file, case, seconds)
+    result = wrk(binary, url, body_file, case, seconds, content_type)
     after = (machine_busy(), group_cpu(pgid), children_cpu(), time.monotonic())
     busy, server, load, wall = (b - a for a, b in zip(before, after, strict=True))
     result["server_cores"] = server / wall
@@ -509,10 +551,17 @@ def measure(
     return result
 
 
-def wrk(binary: str, url: str, body_file: Path, case: Case, seconds: float) -> dict[str, Any]:
+def wrk(
+    binary: str,
+    url: str,
+    body_file: Path,
+    case: Case,
+    seconds: float,
+    content_type: str = invocost.JSON,
+) -> dict[str, Any]:
     cmd = [binary, "-t", str(case.threads), "-c", str(case.connections)]
     cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA), url]
-    env = {**os.environ, "BENCH_BODY": str(body_file)}
+    env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_CONTENT_TYPE": content_type}
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=seconds + 60, stdin=subprocess.DEVNULL
     )
@@ -769,6 +818,8 @@ def report(doc: dict[str, Any]) -> str:
         lines += ["", *logcost.report_lines(doc["cases"])]
     if doc["options"].get("v2"):
         lines += ["", *v2cost.report_lines(doc["cases"], doc["options"]["v2"])]
+    if doc["options"].get("invocations"):
+        lines += ["", *invocost.report_lines(doc["cases"])]
     return "\n".join(lines)
 
 
@@ -814,6 +865,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " feature (columns, the default) or one [1, 4] tensor (matrix); see bench/v2cost.py",
     )  # fmt: skip
     parser.add_argument(
+        "--invocations", action="store_true",
+        help="case (b) also through the API's POST /invocations (MLflow's scoring protocol) with"
+        " the same body as /predict's; see bench/invocost.py",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="measure every server this many times per case, in alternating order, and report"
         " the median round (1)",
@@ -824,7 +880,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " beside this one, in every case: 'api@<sha>' (bench/against.py)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    only = {x.strip() for x in args.only.split(",")} - {logcost.SERVER, v2cost.SERVER}
+    only = {x.strip() for x in args.only.split(",")}
+    only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER}
+    if args.invocations:
+        only.add(invocost.SERVER)
     if args.log:
         only.add(logcost.SERVER)
     if args.v2:
@@ -846,6 +905,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--log compares with the API in case ({logcost.CASE}): keep both")
     if args.v2 and ("api" not in args.only or v2cost.CASE not in args.cases):
         parser.error(f"--v2 compares with the API in case ({v2cost.CASE}): keep both")
+    if args.invocations and ("api" not in args.only or invocost.CASE not in args.cases):
+        parser.error(f"--invocations compares with the API in case ({invocost.CASE}): keep both")
     if args.against and "api" not in args.only:
         parser.error("--against compares with the API: keep it in --only")
     if args.duration < 1 or args.warmup < 0 or args.workers < 1 or args.rounds < 1:
@@ -870,17 +931,18 @@ def measure_one(
     when `tally`: it stops api+log, so only in the last round)."""
     if server == v2cost.SERVER:
         sent = files[v2cost.SERVER]
-    elif shape is None:
+    elif server == invocost.SERVER or shape is None:
         sent = files["1-row" if case.rows == 1 else "1000-row"]
     else:
         sent = files[MLFLOW_SHAPE.get(shape, shape) if is_mlflow(server) else shape]
     proc = servers[server][0].proc
+    url, kind = shape_url(server, urls[server], shape), invocost.content_type(shape)
     if args.warmup > 0:
-        wrk(wrk_binary, urls[server], sent, case, args.warmup)
+        wrk(wrk_binary, url, sent, case, args.warmup, kind)
     logged = server == logcost.SERVER and log_db is not None and tally
     if logged and log_db:
         before = logcost.baseline(urls[server], log_db)
-    result = measure(wrk_binary, urls[server], sent, case, args.duration, proc.pid)
+    result = measure(wrk_binary, url, sent, case, args.duration, proc.pid, kind)
     if proc.poll() is not None:
         raise BenchError(f"{server} exited ({proc.returncode}) during case ({case.name})")
     if logged and log_db:
@@ -915,6 +977,7 @@ def run(args: argparse.Namespace) -> int:
     if "c" in args.cases:
         doc["one_core"] = one_core_limit(many, max(args.duration / 2, 2.0))
     doc["options"]["v2"] = args.v2
+    doc["options"]["invocations"] = args.invocations
     doc["options"]["rounds"] = args.rounds
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         log_db = stack.enter_context(logcost.log_database()) if args.log else None
@@ -943,6 +1006,8 @@ def run(args: argparse.Namespace) -> int:
             files[shape].write_bytes(shape_body(many, shape))
         if args.v2:
             files[v2cost.SERVER] = check_v2(servers, urls, payloads, args, model, Path(tmp))
+        if args.invocations:
+            check_invocations(servers, urls, payloads, args.format)
         runs = [(n, n, None) for n in args.cases if n != "c"]
         runs += [(f"c {shape}", "c", shape) for shape in args.c_shapes if "c" in args.cases]
         for key, name, shape in runs:
@@ -955,6 +1020,10 @@ def run(args: argparse.Namespace) -> int:
                     if server == logcost.SERVER and name != logcost.CASE:
                         continue
                     if server == v2cost.SERVER and name != v2cost.CASE:
+                        continue
+                    if server == invocost.SERVER and name != invocost.CASE:
+                        continue
+                    if skips_shape(server, shape):
                         continue
                     if is_with_workers(server) and name != "c":
                         continue
@@ -984,11 +1053,18 @@ def run(args: argparse.Namespace) -> int:
     )
     doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
     doc["v2_targets"] = v2cost.targets(doc["cases"]) if args.v2 else []
+    doc["invocations_targets"] = invocost.targets(doc["cases"]) if args.invocations else []
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(report(doc))
     print(f"\nresults: {out.relative_to(ROOT)}")
-    verdicts = [p for _, p, _ in doc["targets"] + doc["log_targets"] + doc["v2_targets"]]
+    verdicts = [
+        p
+        for _, p, _ in doc["targets"]
+        + doc["log_targets"]
+        + doc["v2_targets"]
+        + doc["invocations_targets"]
+    ]
     return 1 if any(passed is False for passed in verdicts) else 0
 
 

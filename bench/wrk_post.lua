@@ -1,11 +1,12 @@
--- wrk script: POST the file named by $BENCH_BODY as JSON to the URL wrk was given, and print
--- one parseable line (prefix BENCH_JSON, times in microseconds) when the run is done.
+-- wrk script: POST the file named by $BENCH_BODY (as $BENCH_CONTENT_TYPE, else JSON) to the
+-- URL wrk was given, and print one parseable line (prefix BENCH_JSON, times in microseconds)
+-- when the run is done.
 local path = assert(os.getenv("BENCH_BODY"), "BENCH_BODY is not set")
 local file = assert(io.open(path, "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
 
 function done(summary, latency, requests)
   local e = summary.errors

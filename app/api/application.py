@@ -25,6 +25,8 @@ from app.monitoring.metrics import Metrics
 from app.monitoring.predlog import PredictionLog
 from app.monitoring.recorder import Recorder
 from app.process.prepare import prepare_process
+from app.protocols.invocations.lane import PATH as INVOCATIONS
+from app.protocols.invocations.lane import InvocationsLane
 from app.protocols.predict.lane import PATH, PredictLane
 from app.protocols.v2.lane import V2_TREE, V2Lane
 from app.serving.loader import Loader
@@ -149,7 +151,13 @@ def create_app(
         lifespan=lifespan,
     )
     plane = DataPlane(slot, recorder)
-    app.serve_lanes({PATH: PredictLane(plane, settings), V2_TREE: V2Lane(plane, settings)})
+    app.serve_lanes(
+        {
+            PATH: PredictLane(plane, settings),
+            INVOCATIONS: InvocationsLane(plane, settings),
+            V2_TREE: V2Lane(plane, settings),
+        }
+    )
     app.state.settings = settings
     app.state.slot = slot
     app.state.loader = loader

@@ -1,6 +1,6 @@
-"""The OpenAPI document: FastAPI's routes, the /predict lane's operation, the V2 lane's
-(`app.protocols.v2.openapi`), the loaded model's request schema, and the security every guarded
-operation needs."""
+"""The OpenAPI document: FastAPI's routes, the /predict and /invocations lanes' operations,
+the V2 lane's (`app.protocols.v2.openapi`), the loaded model's request schema, and the
+security every guarded operation needs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from fastapi.openapi.utils import get_openapi
 
 from app.formats.payload import request_schemas
 from app.http.auth import document
+from app.protocols.invocations.lane import PATH as INVOCATIONS
+from app.protocols.invocations.lane import InvocationsLane
 from app.protocols.predict.lane import PATH, PredictLane
 from app.protocols.v2.openapi import document_v2, infer_example
 from app.serving.slot import ModelSlot
@@ -22,9 +24,11 @@ _REF_TEMPLATE = "#/components/schemas/{model}"
 
 def _document_predict(doc: dict[str, Any]) -> None:
     operation, models = PredictLane.operation()
-    doc["paths"] = {PATH: {"post": operation}, **doc.get("paths", {})}
+    mlflow, more = InvocationsLane.operation()
+    paths = {PATH: {"post": operation}, INVOCATIONS: {"post": mlflow}}
+    doc["paths"] = {**paths, **doc.get("paths", {})}
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for model in models:
+    for model in [*models, *more]:
         schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
         schemas.update(schema.pop("$defs", {}))
         schemas.setdefault(model.__name__, schema)

@@ -16,12 +16,12 @@ error locations.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app.errors import InvalidInput, summarize
 
-# MLflow clients may send inference params beside the data; no served model takes any yet.
+# Inference params beside the data (MLflow's `params`), for a model whose signature has them.
 _PARAMS_KEY = "params"
 
 
@@ -30,6 +30,8 @@ class Records:
     items: list[Any]
     loc: tuple[str, ...]
     single: bool = False
+    params: dict[str, Any] | None = None
+    """The body's inference params, as sent (the model's params schema checks them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,11 @@ class Rows:
     items: list[Any]
     columns: tuple[str, ...] | None  # None: positional, in the schema's order
     loc: tuple[str, ...]
+    text: bool = False
+    """The values are text cells (a CSV body), typed by the schema's columns
+    (`app.formats.csv.typed`) before they are checked."""
+    params: dict[str, Any] | None = None
+    """The body's inference params, as sent (the model's params schema checks them)."""
 
 
 Batch = Records | Rows
@@ -196,9 +203,31 @@ def normalize(payload: Any, max_rows: int) -> Batch:
         raise _invalid(
             [], f"unknown key(s) beside '{key}': {', '.join(sorted(map(safe_name, extra)))}"
         )
-    if payload.get(_PARAMS_KEY) not in (None, {}):
-        raise _invalid([_PARAMS_KEY], "this model takes no inference params")
-    return _BY_KEY[key].read(payload[key], max_rows)
+    return _with_params(_BY_KEY[key].read(payload[key], max_rows), payload.get(_PARAMS_KEY))
+
+
+def _with_params(batch: Batch, params: Any) -> Batch:
+    if params is None or params == {}:
+        return batch
+    if not isinstance(params, dict):
+        raise _invalid([_PARAMS_KEY], f"expected an object, got {json_type(params)}")
+    return replace(batch, params=params)
+
+
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+"""The body formats of MLflow's scoring server (`POST /invocations`)."""
+
+
+def normalize_mlflow(payload: Any, max_rows: int) -> Batch:
+    """An MLflow scoring-server JSON body: exactly one of `MLFLOW_KEYS`, with optional
+    `params`; as MLflow's server does, other keys are ignored."""
+    if not isinstance(payload, dict):
+        raise _invalid([], f"expected a JSON object, got {json_type(payload)}")
+    keys = [k for k in MLFLOW_KEYS if k in payload]
+    if len(keys) != 1:
+        found = "several" if keys else "none"
+        raise _invalid([], f"send exactly one of {', '.join(MLFLOW_KEYS)} (found {found})")
+    return _with_params(_BY_KEY[keys[0]].read(payload[keys[0]], max_rows), payload.get(_PARAMS_KEY))
 
 
 def request_schemas(record: Schema, names: list[str]) -> dict[str, Schema]:
@@ -213,8 +242,23 @@ def request_schemas(record: Schema, names: list[str]) -> dict[str, Schema]:
         }
         for f in FORMATS
     ]
+    mlflow = [
+        {
+            "type": "object",
+            "title": f.key,
+            "properties": {f.key: f.schema(names), _PARAMS_KEY: {"type": "object"}},
+            "required": [f.key],
+        }
+        for f in FORMATS
+        if f.key in MLFLOW_KEYS
+    ]
     return {
         "Record": record,
+        "InvocationsRequest": {
+            "title": "InvocationsRequest",
+            "description": "One of MLflow's formats: " + ", ".join(MLFLOW_KEYS) + ".",
+            "oneOf": mlflow,
+        },
         "PredictRequest": {
             "title": "PredictRequest",
             "description": "One record, or one of: " + ", ".join(f.key for f in FORMATS) + ".",

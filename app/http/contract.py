@@ -44,6 +44,12 @@ class PredictResponse(BaseModel):
     model: ServedIdentity
 
 
+class InvocationsResponse(BaseModel):
+    """MLflow's scoring-server answer (POST /invocations)."""
+
+    predictions: list[Any] = Field(description="One prediction per input row, in order.")
+
+
 class Status(BaseModel):
     status: str
 

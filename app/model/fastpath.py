@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from app.compat.sklearn import svc_dense_predict
+from app.model.output import rows
 from app.model.schema import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -111,18 +112,6 @@ def compile_predict(estimator: Any) -> Transform | None:
     return predict
 
 
-def to_list(output: Any) -> list[Any]:
-    if isinstance(output, np.ndarray):
-        return list(output.tolist())
-    if isinstance(output, pd.DataFrame):
-        if output.shape[1] == 1:
-            return output.iloc[:, 0].tolist()
-        return output.to_dict(orient="records")
-    if isinstance(output, pd.Series):
-        return output.tolist()
-    return list(output)
-
-
 def verified_fast_path(
     estimator: Any, pyfunc: Any, schema: InputSchema, example: list[dict[str, Any]] | None
 ) -> tuple[Callable[[np.ndarray], Any] | None, str]:
@@ -137,7 +126,7 @@ def verified_fast_path(
     matrix = np.concatenate([base, *(base * f for f in factors)])
     check = pd.DataFrame(matrix, columns=list(schema.array_order))[list(schema.names)]
     try:
-        reference = to_list(pyfunc.predict(check))
+        reference = rows(pyfunc.predict(check))
     except Exception as exc:
         logger.warning(
             "mlflow.pyfunc cannot predict on the model's own input example (%s): "
@@ -149,7 +138,7 @@ def verified_fast_path(
         if candidate is None:
             continue
         try:
-            if to_list(candidate(matrix.copy())) == reference:
+            if rows(candidate(matrix.copy())) == reference:
                 return candidate, name
         except Exception as exc:
             logger.info("%s predict path unusable: %s", name, type(exc).__name__)

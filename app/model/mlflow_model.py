@@ -12,13 +12,10 @@ can be (`app.model.snapshot`: no MLflow import), else opened from MLflow's files
 from __future__ import annotations
 
 import logging
-import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -27,7 +24,10 @@ import pandas as pd
 from app.errors import InvalidInput, PredictionFailed, ServiceError
 from app.model.cache import CacheEntry
 from app.model.failures import LoadError, explain
-from app.model.fastpath import to_list, verified_fast_path
+from app.model.fastpath import verified_fast_path
+from app.model.info import MODEL_INFO_KEYS, input_example, model_info, process_info
+from app.model.output import VALUES, OutputForm, form_of, rows
+from app.model.params import ParamsSchema
 from app.model.predictor import ModelIdentity
 from app.model.registry import Registry, mlflow_stores, uri_name
 from app.model.schema import InputSchema
@@ -55,6 +55,7 @@ class MlflowPredictor:
         self._fast: Callable[[np.ndarray], Any] | None = None
         self._serving_file: bytes | None = None  # snapshot(), made once (cache, model processes)
         self._is_classifier = False
+        self._output = VALUES
         self._info: dict[str, Any] = {}
         self.metadata: dict[str, Any] = {}
         """The MLmodel file's `metadata` (the trainer puts the drift baseline there)."""
@@ -127,17 +128,21 @@ class MlflowPredictor:
         from mlflow.models import Model
 
         meta = Model.load(local)
-        if meta.signature is None:
-            raise LoadError("the model has no signature: log it with one", permanent=True)
         pyfunc = mlflow.pyfunc.load_model(local)
         estimator = pyfunc.get_raw_model() if "sklearn" in meta.flavors else None
         fitted = getattr(estimator, "feature_names_in_", None)
-        self._inputs = meta.signature.inputs.to_dict()
+        self._inputs = meta.signature.inputs.to_dict() if meta.signature else []
         self._fitted_order = [str(c) for c in fitted] if fitted is not None else None
         try:
-            schema = InputSchema.from_signature(self._inputs, self._fitted_order)
+            schema = (
+                InputSchema.from_signature(self._inputs, self._fitted_order)
+                if meta.signature
+                else InputSchema([], signed=False)
+            )
         except ValueError as exc:
             raise LoadError(f"cannot serve this model: {exc}", permanent=True) from exc
+        declared = meta.signature.params if meta.signature else None
+        schema.params = ParamsSchema.of(declared.to_dict() if declared else None)
         self.identity = ModelIdentity(
             identity.uri, identity.name, identity.version, identity.alias,
             identity.run_id or meta.run_id, meta.model_id,
@@ -146,11 +151,11 @@ class MlflowPredictor:
         self.local_dir = local
         self.metadata = dict(meta.metadata or {})
         self._is_classifier = hasattr(estimator, "classes_")
-        example = _example(meta, local)
+        example = input_example(meta, local)
         self._fast, path = None, "pyfunc"
         if schema.numeric and hasattr(estimator, "predict"):
             self._fast, path = verified_fast_path(estimator, pyfunc, schema, example)
-        self._info = {**self._process_info(), **_model_info(meta, schema, example, path)}
+        self._info = {**process_info(self.identity), **model_info(meta, schema, example, path)}
         self._ready = True
 
     def _serve_snapshot(self, snapshot: Snapshot, identity: ModelIdentity) -> bool:
@@ -166,26 +171,9 @@ class MlflowPredictor:
         self._estimator, self._fast = snapshot.estimator, fast
         self.metadata = dict(snapshot.metadata)
         self._is_classifier = hasattr(snapshot.estimator, "classes_")
-        self._info = {**self._process_info(), **snapshot.info}
+        self._info = {**process_info(self.identity), **snapshot.info}
         self._ready = True
         return True
-
-    def _process_info(self) -> dict[str, Any]:
-        """What /model-info shows of this process's model: identity, when, which versions."""
-        return {
-            **self.identity.as_dict(),
-            "metrics": None,
-            "params": None,
-            "loaded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "load_seconds": None,
-            "versions": {
-                "python": platform.python_version(),
-                "mlflow": metadata.version("mlflow-skinny"),
-                "scikit_learn": metadata.version("scikit-learn"),
-                "numpy": np.__version__,
-                "pandas": pd.__version__,
-            },
-        }
 
     def snapshot(self) -> bytes | None:
         """The serving file of this model (see app.model.snapshot), or None when serving it needs
@@ -197,14 +185,14 @@ class MlflowPredictor:
         if self._serving_file is not None:
             return self._serving_file
         names, order = list(self.schema.names), list(self.schema.array_order)
-        rows = pd.DataFrame.from_records(example, columns=names)[order].to_numpy(np.float64)
+        matrix = pd.DataFrame.from_records(example, columns=names)[order].to_numpy(np.float64)
         snapshot = Snapshot(
             estimator=self._estimator,
             inputs=self._inputs,
             fitted_order=self._fitted_order,
             path=path,
-            rows=rows.tolist(),
-            answers=to_list(self._fast(rows)),
+            rows=matrix.tolist(),
+            answers=rows(self._fast(matrix)),
             info={k: self._info[k] for k in MODEL_INFO_KEYS},
             metadata=self.metadata,
         )
@@ -213,13 +201,22 @@ class MlflowPredictor:
 
     # -- serving -------------------------------------------------------------------------
 
-    def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
-        """Predict on input `InputSchema.parse()` produced."""
+    @property
+    def output(self) -> OutputForm:
+        return self._output
+
+    def predict(
+        self, data: np.ndarray | pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Predict on input `InputSchema.parse()` produced, with checked inference `params`
+        (the pyfunc takes them; None: the model's defaults)."""
         try:
+            if params is not None:
+                return self._predict_pyfunc(data, params)
             if self._fast is not None:
                 if isinstance(data, pd.DataFrame):
                     data = data[list(self.schema.array_order)].to_numpy(dtype=np.float64)
-                return to_list(self._fast(data))
+                return rows(self._fast(data))
             return self._predict_pyfunc(data)
         except ServiceError:
             raise
@@ -235,17 +232,23 @@ class MlflowPredictor:
             logger.error("predict failed: %s", type(exc).__name__, exc_info=exc)
             raise PredictionFailed(f"the model failed to predict ({type(exc).__name__})") from exc
 
-    def _predict_pyfunc(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
+    def _predict_pyfunc(
+        self, data: np.ndarray | pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[Any]:
         from mlflow.exceptions import MlflowException
 
         if isinstance(data, np.ndarray):
             data = pd.DataFrame(data, columns=list(self.schema.array_order))
+        elif not self.schema.signed and list(data.columns) == list(range(data.shape[1])):
+            data = data.to_numpy()  # positional rows: the array MLflow hands the model
         try:
-            return to_list(self._pyfunc.predict(data))
+            output = self._pyfunc.predict(data, params=params)
         except MlflowException as exc:
             # MLflow's own schema check; its message may quote the input, so it is not sent.
             message = "the model's schema check rejected the input"
             raise InvalidInput(message, [{"loc": [], "msg": message}]) from exc
+        self._output = form_of(output)
+        return rows(output)
 
     def describe(self) -> dict[str, Any]:
         return dict(self._info)
@@ -255,37 +258,3 @@ class MlflowPredictor:
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
             self._owned_dir = None
-
-
-MODEL_INFO_KEYS = (
-    "flavor", "flavors", "signature", "input_example", "predict_path", "trained_with",
-)  # fmt: skip
-"""What /model-info shows that comes from the model's files (the serving file keeps it)."""
-
-
-def _model_info(meta: Any, schema: InputSchema, example: Any, path: str) -> dict[str, Any]:
-    return {
-        "flavor": "sklearn" if "sklearn" in meta.flavors else "python_function",
-        "flavors": sorted(meta.flavors),
-        "signature": {
-            "inputs": schema.describe(),
-            "outputs": meta.signature.outputs.to_dict() if meta.signature.outputs else None,
-        },
-        "input_example": example,
-        "predict_path": path,
-        "trained_with": {
-            "mlflow": meta.mlflow_version,
-            "scikit_learn": meta.flavors.get("sklearn", {}).get("sklearn_version"),
-        },
-    }
-
-
-def _example(meta: Any, local: str) -> list[dict[str, Any]] | None:
-    try:
-        example = meta.load_input_example(local)
-    except Exception:  # an unreadable example must not stop serving
-        logger.warning("could not read the model's input example", exc_info=True)
-        return None
-    if isinstance(example, pd.DataFrame):
-        return example.head(10).to_dict(orient="records")  # type: ignore[return-value]
-    return None

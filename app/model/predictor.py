@@ -15,6 +15,7 @@ import pandas as pd
 
 from app.model.cache import CacheEntry
 from app.model.failures import LoadError
+from app.model.output import OutputForm
 from app.model.schema import InputSchema
 
 __all__ = ["LoadError", "ModelIdentity", "Predictor"]
@@ -71,8 +72,15 @@ class Predictor(Protocol):
     def load_cached(self, entry: CacheEntry) -> None:
         """Load the model from a cache entry (blocking); raise LoadError on failure."""
 
-    def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
-        """Predictions, in order, for input `self.schema.parse()` produced (thread-safe)."""
+    def predict(
+        self, data: np.ndarray | pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Predictions, in order, for input `self.schema.parse()` produced (thread-safe), with
+        the request's checked inference params (None: the model's defaults)."""
+
+    @property
+    def output(self) -> OutputForm:
+        """The form of the model's own output (what MLflow's scoring server answers keep)."""
 
     def snapshot(self) -> bytes | None:
         """What the service needs to serve this model again without its library (the cache

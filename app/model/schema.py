@@ -18,8 +18,11 @@ import numpy as np
 import pandas as pd
 
 from app.errors import InvalidInput, summarize
+from app.formats.csv import typed
 from app.formats.decoders import compile_decoder
 from app.formats.payload import Batch, Records, Rows, json_type, safe_name
+from app.model.params import ParamsSchema
+from app.model.unsigned import unsigned_frame
 
 FLOAT_KINDS = frozenset({"double", "float"})
 INT_KINDS = frozenset({"long", "integer"})
@@ -100,12 +103,19 @@ def _value_error(column: Column, value: Any) -> str | None:
 class InputSchema:
     """Columns the model takes, and how to turn request bodies into model input."""
 
-    def __init__(self, columns: list[Column], array_order: list[str] | None = None) -> None:
-        if not columns:
+    def __init__(
+        self, columns: list[Column], array_order: list[str] | None = None, *, signed: bool = True
+    ) -> None:
+        if not columns and signed:
             raise ValueError("a signature with no inputs cannot be served")
+        self.signed = signed
+        """False for a model logged without a signature: its input is passed through."""
+        self.params: ParamsSchema | None = None
+        """The inference params the signature declares, if any (the loader sets them)."""
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
         self._by_name = {c.name: c for c in columns}
+        self._kinds = {c.name: c.kind for c in columns}
         self._nameset = frozenset(self.names)
         self._required = frozenset(c.name for c in columns if c.required)
         # Column order of the fast path's matrix: the order the estimator was fitted in.
@@ -114,7 +124,7 @@ class InputSchema:
             raise ValueError("the model's feature names differ from its signature's inputs")
         # The float64-matrix fast path: float32 ("float") columns go through a typed DataFrame,
         # since MLflow's schema enforcement refuses float64 data for them.
-        self.numeric = all(c.kind == "double" and c.required for c in columns)
+        self.numeric = signed and all(c.kind == "double" and c.required for c in columns)
         # Compiled once per model: reads plainly valid bodies straight into that matrix.
         self.decoder = compile_decoder(self.names, self.array_order) if self.numeric else None
 
@@ -140,6 +150,10 @@ class InputSchema:
         `booleans=False` promises the body held no JSON `true`/`false` (the caller looked):
         then numpy's own dtype inference tells numbers from strings, nulls, nesting and
         ragged rows, and the per-value type check is skipped."""
+        if not self.signed:
+            return unsigned_frame(batch, MAX_ERRORS)
+        if isinstance(batch, Rows) and batch.text:
+            batch = typed(batch, self._kinds)
         if self.numeric:
             try:
                 return self._fast_matrix(batch, booleans)
@@ -270,7 +284,7 @@ class InputSchema:
             "type": "object",
             "properties": properties,
             "required": [c.name for c in self.columns if c.required],
-            "additionalProperties": False,
+            "additionalProperties": not self.signed,
         }
         if example:
             schema["example"] = example

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from app.model.fastpath import compile_predict, to_list
+from app.model.fastpath import compile_predict
+from app.model.output import rows
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Snapshot:
         if fast is None or not self.rows:
             return None
         try:
-            answers = to_list(fast(np.asarray(self.rows, dtype=np.float64)))
+            answers = rows(fast(np.asarray(self.rows, dtype=np.float64)))
         except Exception as exc:
             logger.warning("the cached predict path fails (%s)", type(exc).__name__)
             return None

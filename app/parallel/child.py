@@ -19,7 +19,7 @@ from app.parallel.frames import HEAD, LOCAL, OK
 
 def _serve(recv: Connection, send: Connection) -> None:
     """The model process: the snapshot, then bodies in and answers out until the pipe ends."""
-    from app.model.fastpath import to_list
+    from app.model.output import rows
     from app.model.schema import InputSchema
     from app.model.snapshot import Mismatch, loads
     from app.process.prepare import freeze_heap
@@ -47,7 +47,7 @@ def _serve(recv: Connection, send: Connection) -> None:
         matrix = decoded[0]
         start = time.perf_counter()
         try:
-            predictions = to_list(predict(matrix))
+            predictions = rows(predict(matrix))
             seconds = time.perf_counter() - start
             encoded = msgspec.msgpack.encode(predictions)
         except Exception:  # the worker predicts it again, and says what is wrong

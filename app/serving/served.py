@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -46,14 +47,20 @@ class ServedModel:
     model_processes: tuple[ModelProcess, ...] = ()
     """Model processes serving this model beside the worker (started after it is swapped in)."""
 
-    async def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
-        """Predictions for parsed input: batched with other requests' when it is a matrix."""
-        if self.batcher is not None and isinstance(data, np.ndarray):
+    async def predict(
+        self, data: np.ndarray | pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Predictions for parsed input: batched with other requests' when it is a matrix and
+        comes without inference params (which hold for its own rows only)."""
+        if self.batcher is not None and isinstance(data, np.ndarray) and params is None:
             return await self.batcher.predict(data)
         loop = asyncio.get_running_loop()
-        predictions, seconds = await loop.run_in_executor(
-            self.executor, timed, self.predictor.predict, data
+        predict = (
+            self.predictor.predict
+            if params is None
+            else partial(self.predictor.predict, params=params)
         )
+        predictions, seconds = await loop.run_in_executor(self.executor, timed, predict, data)
         self.metrics.observe(predictions, seconds)
         return predictions
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.model.cache import CacheEntry
+from app.model.output import VALUES
 from app.model.predictor import LoadError, ModelIdentity
 from app.model.schema import Column, InputSchema
 from tests.iris import FEATURES
@@ -20,6 +21,7 @@ class FakeModel:
     identity = ModelIdentity(uri="models:/fake@live", name="fake", version="7")
     schema = InputSchema([Column(name, "double") for name in FEATURES])
     is_classifier = False
+    output = VALUES
     local_dir: str | None = None
     metadata: dict[str, Any] = {}
 
@@ -42,7 +44,7 @@ class FakeModel:
     def load_cached(self, entry: CacheEntry) -> None:
         self.load()
 
-    def predict(self, data: np.ndarray | pd.DataFrame) -> list[Any]:
+    def predict(self, data: np.ndarray | pd.DataFrame, params: Any = None) -> list[Any]:
         return [float(row.sum()) for row in np.asarray(data)]
 
     def snapshot(self) -> bytes | None:

@@ -48,10 +48,14 @@ CHECKS = [
 # Generated requests per operation and mode: /predict, whose body is the one rich input, gets
 # most of them; the GET probes take no input and need only a few.
 V2_INFER = "/v2/models/{name}/infer"
-EXAMPLES = {("POST", "/predict"): 100, ("POST", V2_INFER): 50}
+EXAMPLES = {("POST", "/predict"): 100, ("POST", V2_INFER): 50, ("POST", "/invocations"): 50}
 DEFAULT_EXAMPLES = 12
 OPERATIONS = {
     ("POST", "/predict"),
+    # MLflow's scoring server: its lane, and its probes beside the service's.
+    ("POST", "/invocations"),
+    ("GET", "/health"),
+    ("GET", "/version"),
     ("GET", "/model-info"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -171,4 +175,5 @@ def test_every_answer_is_documented(
     # The operations that take input really were fuzzed.
     assert sent["POST /predict"] >= EXAMPLES[("POST", "/predict")] // 2, sent
     assert sent[f"POST {V2_INFER}"] >= EXAMPLES[("POST", V2_INFER)] // 2, sent
+    assert sent["POST /invocations"] >= EXAMPLES[("POST", "/invocations")] // 2, sent
     assert sent["POST /admin/reload"] > 0, sent

@@ -1,4 +1,7 @@
-"""Probes: liveness (/healthz), readiness (/readyz), and MLflow's /ping."""
+"""Probes: liveness (/healthz), readiness (/readyz), and MLflow's scoring server's /ping,
+/health and /version."""
+
+from importlib import metadata
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
@@ -39,8 +42,16 @@ async def readyz(slot: Slot) -> Response:
 
 
 @router.get("/ping", response_class=PlainTextResponse, responses={503: ERRORS[503]})
+@router.get("/health", response_class=PlainTextResponse, responses={503: ERRORS[503]})
 async def ping(slot: Slot) -> PlainTextResponse:
-    """MLflow scoring server's health check: 200 once the model is loaded."""
+    """MLflow scoring server's health check (/ping and /health): 200 once the model is
+    loaded."""
     if not slot.ready:
         raise NotReady("the model is not loaded yet")
     return PlainTextResponse("\n")
+
+
+@router.get("/version", response_class=PlainTextResponse)
+async def version() -> PlainTextResponse:
+    """MLflow scoring server's /version: the version of MLflow serving the model."""
+    return PlainTextResponse(metadata.version("mlflow-skinny"))

@@ -99,7 +99,8 @@ class ModelInputs:
     @classmethod
     def of(cls, schema: InputSchema) -> ModelInputs:
         kinds = {c.name: c.kind for c in schema.columns}
-        fit_all = frozenset.intersection(*(frozenset(FITS[k]) for k in kinds.values()))
+        fits = [frozenset(FITS[k]) for k in kinds.values()]
+        fit_all = frozenset.intersection(*fits) if fits else frozenset()  # none: no signature
         plain_values = {
             (name, datatype): VALUES[family]
             for name, kind in kinds.items()

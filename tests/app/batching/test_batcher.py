@@ -259,7 +259,7 @@ class GatedFakeModel(FakeModel):
         super().__init__()
         self.inner = GatedModel()
 
-    def predict(self, data: Any) -> list[Any]:
+    def predict(self, data: Any, params: Any = None) -> list[Any]:
         return self.inner(np.asarray(data))
 
 

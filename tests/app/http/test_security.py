@@ -84,7 +84,7 @@ class StuckModel(FakeModel):
         self.predicting = threading.Event()
         self.release = threading.Event()
 
-    def predict(self, data: Any) -> list[Any]:
+    def predict(self, data: Any, params: Any = None) -> list[Any]:
         self.predicting.set()
         self.release.wait(30)
         return [0] * len(data)

@@ -456,7 +456,7 @@ class TypedModel(FakeModel):
          Column("x", "double")]
     )  # fmt: skip
 
-    def predict(self, data: Any) -> list[Any]:
+    def predict(self, data: Any, params: Any = None) -> list[Any]:
         return [f"{r.flag}-{r.label}-{r.n}-{r.x}" for r in data.itertuples()]
 
     def describe(self) -> dict[str, Any]:
