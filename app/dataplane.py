@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -97,13 +98,13 @@ def _decode_predict(schema: InputSchema, body: bytes, max_rows: int) -> Decoded 
     return None if schema.decoder is None else schema.decoder.decode(body, max_rows)
 
 
-_MLFLOW_FIRST = tuple(b'{"%s"' % key.encode() for key in MLFLOW_KEYS)
+_MLFLOW_FIRST = re.compile(rb'\s*\{\s*"(?:%s)"' % b"|".join(k.encode() for k in MLFLOW_KEYS))
 
 
 def decode_mlflow(schema: InputSchema, body: bytes, max_rows: int) -> Decoded | None:
     """/invocations': the same compiled decoder, for a body in one of MLflow's formats (those
     the decoder reads beside them, a bare record or `records`, are not MLflow's)."""
-    if schema.decoder is None or not body.lstrip().startswith(_MLFLOW_FIRST):
+    if schema.decoder is None or _MLFLOW_FIRST.match(body) is None:
         return None
     return schema.decoder.decode(body, max_rows)
 

@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from app.errors import (
     GatewayTimeout,
+    MethodNotAllowed,
     PayloadTooLarge,
     Rendered,
     RequestTimeout,
     UnsupportedMediaType,
     render,
 )
+from app.http.auth import Guard, authorize
+from app.http.contract import ERRORS
 from app.http.observe import new_request_id
 from app.settings import Settings
 
@@ -136,3 +139,55 @@ async def respond(
     headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+Answer = Callable[[bytes], Awaitable[bytes]]
+"""A request body -> its answer's JSON bytes (or a ServiceError saying what is wrong)."""
+
+_WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-length")}
+"""The request headers a body lane reads (ASGI servers send names lower-cased)."""
+
+LANE_ERRORS = (401, 403, 408, 413, 415, 422, 503, 504)
+"""What a body lane may answer besides 200, for its OpenAPI operation."""
+
+
+class BodyLane:
+    """A lane of one POST path whose body the data plane answers: the method, the client's
+    key, the lane's own reading of the headers (`accept`), the body within the limits, and the
+    answer or error sent."""
+
+    route: Route
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def accept(self, headers: dict[str, str], request_id: str) -> Answer:
+        """What answers the body, given the request's headers (raise what is wrong with them)."""
+        raise NotImplementedError
+
+    async def answer(
+        self, method: str, headers: dict[str, str], receive: Receive, request_id: str
+    ) -> bytes:
+        """The JSON answer, or a ServiceError saying what is wrong."""
+        if method != "POST":
+            raise MethodNotAllowed("POST")
+        settings = self.settings
+        authorize(settings, Guard.CLIENT, headers.get("authorization"))
+        answer = self.accept(headers, request_id)
+        return await within_limits(settings, receive, headers.get("content-length"), answer)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self.route
+        headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
+        await respond(send, self.answer(scope["method"], headers, receive, request_id_of(scope)))
+
+
+def error_responses(content: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """A body lane's OpenAPI error responses, each with `content(model)` for its model."""
+    return {
+        str(code): {
+            "description": ERRORS[code]["description"],
+            "content": content(ERRORS[code]["model"]),
+        }
+        for code in LANE_ERRORS
+    }

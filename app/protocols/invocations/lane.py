@@ -15,13 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
 
 from app.dataplane import DataPlane
-from app.errors import MethodNotAllowed, UnsupportedMediaType
-from app.http.auth import GUARD_KEY, Guard, authorize
-from app.http.contract import ERRORS, ErrorResponse, InvocationsResponse
-from app.http.lane import Route, request_id_of, respond, within_limits
+from app.errors import UnsupportedMediaType
+from app.http.auth import GUARD_KEY, Guard
+from app.http.contract import ErrorResponse, InvocationsResponse
+from app.http.lane import Answer, BodyLane, Route, error_responses
 from app.settings import Settings
 
 PATH = "/invocations"
@@ -30,7 +29,6 @@ JSON = "application/json"
 PARQUET = "application/vnd.apache.parquet"
 FORMATS = {CSV: "csv", PARQUET: "parquet"}
 _REFS = "#/components/schemas/"
-_WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-length")}
 
 
 def _unsupported(message: str) -> UnsupportedMediaType:
@@ -57,35 +55,18 @@ def body_format(content_type: str | None) -> str:
     raise _unsupported(f"send the body as {JSON}, {CSV} or {PARQUET}")
 
 
-class InvocationsLane:
+class InvocationsLane(BodyLane):
     """Serves POST /invocations with one app's data plane."""
 
     route = Route(PATH)
 
     def __init__(self, plane: DataPlane, settings: Settings) -> None:
+        super().__init__(settings)
         self.plane = plane
-        self.settings = settings
 
-    async def answer(
-        self, method: str, headers: dict[str, str], receive: Receive, request_id: str
-    ) -> bytes:
-        """The JSON answer, or a ServiceError saying what is wrong."""
-        if method != "POST":
-            raise MethodNotAllowed("POST")
-        settings = self.settings
-        authorize(settings, Guard.CLIENT, headers.get("authorization"))
+    def accept(self, headers: dict[str, str], request_id: str) -> Answer:
         kind = body_format(headers.get("content-type"))
-        return await within_limits(
-            settings,
-            receive,
-            headers.get("content-length"),
-            lambda body: self.plane.invocations(body, request_id, kind),
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self.route
-        headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-        await respond(send, self.answer(scope["method"], headers, receive, request_id_of(scope)))
+        return lambda body: self.plane.invocations(body, request_id, kind)
 
     @staticmethod
     def operation() -> tuple[dict[str, Any], list[type[BaseModel]]]:
@@ -98,13 +79,9 @@ class InvocationsLane:
             "200": {
                 "description": "Predictions, in input order, as MLflow's scoring server answers.",
                 "content": ref(InvocationsResponse.__name__),
-            }
+            },
+            **error_responses(lambda model: ref(model.__name__)),
         }
-        for code in (401, 403, 408, 413, 415, 422, 503, 504):
-            responses[str(code)] = {
-                "description": ERRORS[code]["description"],
-                "content": ref(ERRORS[code]["model"].__name__),
-            }
         operation = {
             "tags": ["model"],
             "summary": "Invocations (MLflow scoring server)",

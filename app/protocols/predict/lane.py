@@ -13,50 +13,29 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
 
 from app.dataplane import DataPlane
-from app.errors import MethodNotAllowed
-from app.http.auth import GUARD_KEY, Guard, authorize
-from app.http.contract import ERRORS, ErrorResponse, PredictResponse
-from app.http.lane import Route, check_content_type, request_id_of, respond, within_limits
+from app.http.auth import GUARD_KEY, Guard
+from app.http.contract import ErrorResponse, PredictResponse
+from app.http.lane import Answer, BodyLane, Route, check_content_type, error_responses
 from app.settings import Settings
 
 PATH = "/predict"
 _REFS = "#/components/schemas/"
-# The request headers the lane reads (ASGI servers send names lower-cased).
-_WANTED = {n.encode(): n for n in ("authorization", "content-type", "content-length")}
 
 
-class PredictLane:
+class PredictLane(BodyLane):
     """Serves POST /predict with one app's data plane."""
 
     route = Route(PATH)
 
     def __init__(self, plane: DataPlane, settings: Settings) -> None:
+        super().__init__(settings)
         self.plane = plane
-        self.settings = settings
 
-    async def answer(
-        self, method: str, headers: dict[str, str], receive: Receive, request_id: str
-    ) -> bytes:
-        """The JSON answer, or a ServiceError saying what is wrong."""
-        if method != "POST":
-            raise MethodNotAllowed("POST")
-        settings = self.settings
-        authorize(settings, Guard.CLIENT, headers.get("authorization"))
+    def accept(self, headers: dict[str, str], request_id: str) -> Answer:
         check_content_type(headers.get("content-type"))
-        return await within_limits(
-            settings,
-            receive,
-            headers.get("content-length"),
-            lambda body: self.plane.predict(body, request_id),
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self.route
-        headers = {_WANTED[k]: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
-        await respond(send, self.answer(scope["method"], headers, receive, request_id_of(scope)))
+        return lambda body: self.plane.predict(body, request_id)
 
     @staticmethod
     def operation() -> tuple[dict[str, Any], list[type[BaseModel]]]:
@@ -66,13 +45,9 @@ class PredictLane:
             return {"application/json": {"schema": {"$ref": f"{_REFS}{model.__name__}"}}}
 
         responses: dict[str, Any] = {
-            "200": {"description": "Predictions, in input order.", "content": ref(PredictResponse)}
+            "200": {"description": "Predictions, in input order.", "content": ref(PredictResponse)},
+            **error_responses(ref),
         }
-        for code in (401, 403, 408, 413, 415, 422, 503, 504):
-            responses[str(code)] = {
-                "description": ERRORS[code]["description"],
-                "content": ref(ERRORS[code]["model"]),
-            }
         operation = {
             "tags": ["model"],
             "summary": "Predict",
