@@ -48,6 +48,13 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class Conflict(ServiceError):
+    """The request contradicts what the service already holds (labels sent twice)."""
+
+    status = 409
+    code = "conflict"
+
+
 class MethodNotAllowed(ServiceError):
     status = 405
     code = "method_not_allowed"

@@ -152,14 +152,15 @@ class Settings(BaseSettings):
     prediction_log_flush_seconds: float = Field(default=10.0, ge=0)
     """On shutdown, how long the writer may take to write what is queued."""
 
-    drift_window_rows: int = Field(default=2000, ge=10)
-    """Recent rows the drift metrics (PSI per feature, predicted class shares) are computed on."""
+    drift_metrics: bool = True
+    """Count the rows per feature and training decile bin (drift_bin_rows_total: ten series
+    per feature) for the drift recording rules; off, no drift metrics (a model too wide for
+    them)."""
 
-    drift_interval: float = Field(default=5.0, gt=0)
-    """Seconds between two drift computations (off the request path)."""
-
-    accuracy_window_rows: int = Field(default=500, ge=1)
-    """Live accuracy is over this many most recent labelled predictions, per model version."""
+    drift_alert_alpha: float = Field(default=0.05, gt=0, lt=1)
+    """The chance of a false FeatureDrift alert on a model that has not drifted, over all its
+    features at once: the PSI threshold the service exports (drift_psi_chi2_critical) is the
+    chi-square quantile at 1 - DRIFT_ALERT_ALPHA / features."""
 
     feedback_memory_rows: int = Field(default=1_000_000, ge=1)
     """Predictions kept in memory, the newest requests' (at most 100,000 requests), for POST

@@ -108,7 +108,8 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str
     target = tracking.configure()
     with tracking.translated_errors(target):
         training = tracking.training_rows(logged.run_id)
-    summary = report.build(logged, training, args.output)
+        drift_baseline = tracking.run_baseline(logged.run_id)
+    summary = report.build(logged, training, args.output, drift_baseline)
     return json.dumps(summary.as_dict()) if args.json else summary.line()
 
 

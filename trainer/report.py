@@ -4,6 +4,11 @@ Made with Evidently (the `[report]` extra): its DataDriftPreset compares each fe
 logged predictions with the served run's training rows; its ClassificationPreset scores the
 predictions that got a true label through feedback. Both go into one self-contained HTML file,
 under a header that says what was compared.
+
+Beside Evidently's verdicts, the summary has each feature's PSI against the baseline the run
+logged with its model, computed as the API's recording rules compute it (model_serving.baseline):
+on the same rows, the report and Prometheus' `feature_drift_psi` agree to float precision, and
+the live accuracy likewise.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.core.report import Snapshot
 from evidently.legacy.renderers.html_widgets import CounterData, counter, text_widget
 from evidently.presets import ClassificationPreset, DataDriftPreset
 
+from model_serving import baseline
 from trainer.errors import TrainerError
 from trainer.predictions import LABEL, PREDICTION, Logged
 from trainer.tracking import TrainingRows
@@ -40,6 +47,8 @@ class Summary:
     drifted_features: int
     feedback_rows: int
     live_accuracy: float | None
+    psi: dict[str, float] | None
+    """Each feature's PSI against the model's drift baseline (None: the run logged none)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +111,25 @@ def drifted_count(snapshot: Snapshot) -> int:
     raise TrainerError("Evidently's drift report has no drifted-columns count")  # pragma: no cover
 
 
-def build(logged: Logged, training: TrainingRows, output: Path) -> Summary:
+def psi(current: pd.DataFrame, drift_baseline: dict[str, Any] | None) -> dict[str, float] | None:
+    """Each feature's PSI against the baseline's training shares, as the API's rules compute
+    it: values that are not finite are in no bin."""
+    if drift_baseline is None:
+        return None
+    found = {}
+    for feature, spec in drift_baseline["features"].items():
+        if feature in current.columns:
+            values = [v for v in current[feature].tolist() if np.isfinite(v)]
+            found[feature] = baseline.psi(spec["shares"], baseline.shares(spec["edges"], values))
+    return found
+
+
+def build(
+    logged: Logged,
+    training: TrainingRows,
+    output: Path,
+    drift_baseline: dict[str, Any] | None = None,
+) -> Summary:
     """Write the report to `output` and say what it found."""
     current = current_features(logged, training)
     drift_snapshot = drift(current, training.frame)
@@ -120,6 +147,7 @@ def build(logged: Logged, training: TrainingRows, output: Path) -> Summary:
         drifted_features=drifted_count(drift_snapshot),
         feedback_rows=len(feedback),
         live_accuracy=accuracy,
+        psi=psi(current, drift_baseline),
     )
     combined = drift_snapshot.to_snapshot_model()
     combined.widgets = [header(summary, len(training.frame)), *combined.widgets]

@@ -260,6 +260,15 @@ class TrainingRows:
         return [str(c) for c in self.frame.columns if c != self.label]
 
 
+def run_baseline(run_id: str) -> dict[str, Any] | None:
+    """The drift baseline the run logged beside its model (baseline.json), if it did."""
+    client = mlflow.MlflowClient()
+    if baseline.ARTIFACT_NAME not in {a.path for a in client.list_artifacts(run_id)}:
+        return None
+    found = mlflow.artifacts.load_dict(f"runs:/{run_id}/{baseline.ARTIFACT_NAME}")
+    return found if baseline.is_baseline(found) else None
+
+
 def training_rows(run_id: str) -> TrainingRows:
     """The run's reference/training.csv artifact; its label column is the run's `label` param."""
     client = mlflow.MlflowClient()

@@ -136,11 +136,13 @@ def create_app(
     factory = predictor_factory or (lambda: MlflowPredictor(uri, tracking_uri=tracking_uri))
     metrics = Metrics()
     cache = ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None
-    slot = ModelSlot(settings, factory, metrics, cache=cache, on_ready=mark_ready)
-    loader = Loader(slot, on_fatal=on_fatal)
     log_url = settings.prediction_log_url
     log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None
     recorder = Recorder(settings, metrics, log)
+    slot = ModelSlot(
+        settings, factory, metrics, cache=cache, on_ready=mark_ready, on_install=recorder.serve
+    )
+    loader = Loader(slot, on_fatal=on_fatal)
 
     lifespan = _lifespan(slot, loader, recorder, log)
 
@@ -179,7 +181,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.spawn(loader.run(), "model-loader")
-        recorder.start()
+        await recorder.start()
         if log is not None:
             log.start()
         hangup = _reload_on_hangup(slot)

@@ -89,6 +89,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "No API key sent (Authorization: Bearer <API_KEY>).",
         403: "Wrong API key.",
         404: "No such thing here (e.g. no predictions known for that request id).",
+        409: "Labels were already scored for that request id (the first ones stand).",
         408: "The request body did not arrive within BODY_TIMEOUT.",
         502: "Reload failed; the previous model is still serving.",
         504: "No answer within REQUEST_TIMEOUT.",

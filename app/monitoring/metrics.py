@@ -96,28 +96,36 @@ class Metrics:
         )  # fmt: skip
 
     def _monitoring(self, r: CollectorRegistry) -> None:
-        """Where the model came from, the prediction log, drift and live accuracy."""
-        drift = {"registry": r, "multiprocess_mode": "livemax"}
-        self.feature_psi = Gauge(
-            "feature_drift_psi",
-            "Population stability index of each feature, recent rows against training's.",
-            ["model", "version", "feature"], **drift,  # type: ignore[arg-type]
+        """Drift and live accuracy as counts (they add up over workers and replicas: the PSI and
+        the accuracy are computed from them by Prometheus' recording rules), the baseline they
+        are compared with, and the prediction log."""
+        baseline = {"registry": r, "multiprocess_mode": "livemax"}
+        self.drift_rows = Counter(
+            "drift_bin_rows",
+            "Rows served, by feature and the training decile bin (0-9) its value fell in.",
+            ["model", "version", "feature", "bin"], registry=r,
         )  # fmt: skip
-        self.predicted_class_share = Gauge(
-            "predicted_class_share", "Share of each class among the recent predictions.",
-            ["model", "version", "class_"], **drift,  # type: ignore[arg-type]
+        self.baseline_share = Gauge(
+            "drift_baseline_share", "Share of the training rows in each feature's decile bin.",
+            ["model", "version", "feature", "bin"], **baseline,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.baseline_rows = Gauge(
+            "drift_baseline_rows", "Training rows the drift baseline was computed from.",
+            ["model", "version"], **baseline,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.psi_chi2 = Gauge(
+            "drift_psi_chi2_critical",
+            "The chi-square quantile no-drift PSI stays under (times 1/rows + 1/training rows),"
+            " at DRIFT_ALERT_ALPHA over all the model's features.",
+            ["model", "version"], **baseline,  # type: ignore[arg-type]
         )  # fmt: skip
         self.training_class_share = Gauge(
             "training_class_share", "Share of each class in the model's training rows.",
-            ["model", "version", "class_"], **drift,  # type: ignore[arg-type]
+            ["model", "version", "class_"], **baseline,  # type: ignore[arg-type]
         )  # fmt: skip
-        self.live_accuracy = Gauge(
-            "live_accuracy", "Accuracy over the most recent labelled predictions (POST /feedback).",
-            ["model", "version"], **drift,  # type: ignore[arg-type]
-        )  # fmt: skip
-        self.live_accuracy_rows = Gauge(
-            "live_accuracy_rows", "How many labelled predictions live_accuracy is over.",
-            ["model", "version"], **drift,  # type: ignore[arg-type]
+        self.feedback_rows = Counter(
+            "feedback_rows", "Labelled rows (POST /feedback), by outcome: right or wrong.",
+            ["model", "version", "outcome"], registry=r,
         )  # fmt: skip
         self.log_queue = Gauge(
             "prediction_log_queue_rows", "Rows waiting to be written to the prediction log.",

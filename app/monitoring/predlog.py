@@ -15,6 +15,7 @@ import io
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
@@ -144,46 +145,66 @@ class PredictionLog:
 
     # -- feedback ------------------------------------------------------------------------
 
-    def _feedback(self, request_id: str, labels: list[Any], fetch: bool) -> list[Any] | None:
-        """Store the labels. With `fetch`, first read the request's logged rows (row_index,
-        prediction, model_name, model_version): None (and nothing stored) if there are none."""
+    def _claim(self, request_id: str, labels: list[Any], fetch: bool) -> Claim:
+        """Store the labels unless some are stored for the request id already. With `fetch`,
+        first read the request's logged rows, and store nothing if there are none or their
+        number is not the labels'."""
         import psycopg2.extras
 
         with self._db:
-            return self._store_feedback(psycopg2.extras, request_id, labels, fetch)
+            conn = self._connect()
+            try:
+                with conn, conn.cursor() as cur:
+                    return _claim(cur, psycopg2.extras, request_id, labels, fetch)
+            except Exception:
+                conn.close()
+                raise
 
-    def _store_feedback(
-        self, extras: Any, request_id: str, labels: list[Any], fetch: bool
-    ) -> list[Any] | None:
-        conn = self._connect()
-        rows: list[Any] = []
-        try:
-            with conn, conn.cursor() as cur:
-                if fetch:
-                    cur.execute(
-                        f"SELECT row_index, prediction, model_name, model_version FROM {LOG_TABLE}"
-                        " WHERE request_id = %s ORDER BY row_index",
-                        (request_id,),
-                    )
-                    rows = cur.fetchall()
-                    if not rows:
-                        return None
-                extras.execute_values(
-                    cur,
-                    f"INSERT INTO {FEEDBACK_TABLE} (request_id, row_index, label) VALUES %s"
-                    " ON CONFLICT (request_id, row_index) DO UPDATE SET label = EXCLUDED.label,"
-                    " ts = now()",
-                    [(request_id, i, extras.Json(y)) for i, y in enumerate(labels)],
-                )
-        except Exception:
-            conn.close()
-            raise
-        return rows
+    async def claim(self, request_id: str, labels: list[Any], *, fetch: bool) -> Claim:
+        return await anyio.to_thread.run_sync(self._claim, request_id, labels, fetch)
 
-    async def feedback(
-        self, request_id: str, labels: list[Any], *, fetch: bool
-    ) -> list[Any] | None:
-        return await anyio.to_thread.run_sync(self._feedback, request_id, labels, fetch)
+
+@dataclass(frozen=True)
+class Claim:
+    state: str
+    """claimed (the labels are stored), scored (some were before), unknown (no such request
+    logged) or mismatch (logged with another number of rows)."""
+    model: str = ""
+    version: str = ""
+    predictions: tuple[Any, ...] = ()
+
+
+def _claim(cur: Any, extras: Any, request_id: str, labels: list[Any], fetch: bool) -> Claim:
+    """In one transaction: the first label row decides (a second claim waits on it and finds
+    it), then the others."""
+    found = Claim("claimed")
+    if fetch:
+        cur.execute(
+            f"SELECT prediction, model_name, model_version FROM {LOG_TABLE}"
+            " WHERE request_id = %s ORDER BY row_index",
+            (request_id,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return Claim("unknown")
+        found = Claim("claimed", rows[0][1], rows[0][2] or "", tuple(r[0] for r in rows))
+        if len(rows) != len(labels):
+            return Claim("mismatch", found.model, found.version, found.predictions)
+    cur.execute(
+        f"INSERT INTO {FEEDBACK_TABLE} (request_id, row_index, label) VALUES (%s, 0, %s)"
+        " ON CONFLICT (request_id, row_index) DO NOTHING",
+        (request_id, extras.Json(labels[0])),
+    )
+    if cur.rowcount == 0:
+        return Claim("scored")
+    if len(labels) > 1:
+        extras.execute_values(
+            cur,
+            f"INSERT INTO {FEEDBACK_TABLE} (request_id, row_index, label) VALUES %s",
+            [(request_id, i, extras.Json(y)) for i, y in enumerate(labels) if i],
+            page_size=1000,
+        )
+    return found
 
 
 def _reason(exc: BaseException) -> str:

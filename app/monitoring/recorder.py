@@ -1,14 +1,13 @@
-"""What the service saw and answered: drift and accuracy fed as requests are answered, the
-prediction log's rows made off the request path.
+"""What the service saw and answered: drift counts and the predictions POST /feedback scores,
+fed as requests are answered; the prediction log's rows made off the request path.
 
-`record()` is all a request pays: the drift window and the recent predictions for POST
+`record()` is all a request pays: the drift counter and the recent predictions for POST
 /feedback take what the request already has (the parsed matrix or frame, the predictions)
 with an append each, on the event loop. With the prediction log on, it also queues the
-observation; a background task takes what was queued every quarter second and, on the event
-loop a slice at a time, turns it into the log's rows. When too many rows wait (the log's
-database slow or down), new requests' rows are dropped from the log and counted; nothing
-waits for them. Every few seconds the task measures drift on a snapshot of the window, off
-the event loop.
+observation. A background task, every quarter second, bins the rows the drift counter took
+and, on the event loop a slice at a time, turns what was queued into the log's rows. When too
+many rows wait (the log's database slow or down), new requests' rows are dropped from the log
+and counted; nothing waits for them.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio.to_thread
 import numpy as np
 import orjson
 import pandas as pd
 
 from app.model.predictor import Predictor
-from app.monitoring.drift import DriftMonitor, LiveAccuracy
+from app.monitoring.drift import DriftCounter
+from app.monitoring.feedback import FeedbackScorer, Recent, Siblings
 from app.monitoring.metrics import Metrics
 from app.monitoring.predlog import PredictionLog, copy_field
 from app.settings import Settings
@@ -89,15 +88,20 @@ class Recorder:
         self.settings = settings
         self.metrics = metrics
         self.log = log
-        self.drift = DriftMonitor(metrics, settings.drift_window_rows)
-        self.accuracy = LiveAccuracy(
-            metrics, settings.accuracy_window_rows, rows=settings.feedback_memory_rows
-        )
+        self.drift = DriftCounter(metrics, settings.drift_alert_alpha, settings.drift_metrics)
+        self.recent = Recent(rows=settings.feedback_memory_rows)
+        self.siblings = Siblings(self.recent)
+        self.feedback = FeedbackScorer(metrics, self.recent, self.siblings, log)
         self._pending: list[Observation] = []
         self._pending_rows = 0
         self._limit = settings.prediction_log_queue_rows
         self._model_fields: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def serve(self, predictor: Predictor) -> None:
+        """`predictor` is about to serve: its drift counters and baseline are exported."""
+        identity = predictor.identity
+        self.drift.serve(identity.name, identity.version or "", predictor.metadata)
 
     def record(
         self,
@@ -114,8 +118,8 @@ class Recorder:
             names, rows = predictor.schema.array_order, data
         else:
             names, rows = _frame_matrix(data)
-        self.drift.add(key, names, predictor.metadata, rows, predictions)
-        self.accuracy.add(request_id, key, predictions)
+        self.drift.add(key, names, predictor.metadata, rows)
+        self.recent.add(request_id, key, predictions)
         if self.log is None:
             return
         count = len(predictions)
@@ -127,20 +131,15 @@ class Recorder:
         )
         self._pending_rows += count
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.siblings.start()
         self._task = asyncio.get_running_loop().create_task(self.run(), name="recorder")
 
     async def run(self) -> None:
-        next_drift = time.monotonic() + self.settings.drift_interval
         while True:
             await asyncio.sleep(TICK)
+            self.drift.flush()
             await self._drain()
-            if time.monotonic() >= next_drift:
-                next_drift = time.monotonic() + self.settings.drift_interval
-                snap = self.drift.snapshot()
-                if snap is not None:
-                    values = await anyio.to_thread.run_sync(self.drift.measure, snap)
-                    self.drift.publish(snap, values)
 
     async def _drain(self) -> None:
         if self.log is None:
@@ -163,6 +162,8 @@ class Recorder:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self.siblings.stop()
+        self.drift.flush()
         await self._drain()
         if self.log is not None:
             await self.log.flush(self.settings.prediction_log_flush_seconds)

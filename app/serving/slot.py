@@ -56,10 +56,13 @@ class ModelSlot:
         metrics: Metrics,
         cache: ModelCache | None = None,
         on_ready: Callable[[bool], None] = lambda ready: None,
+        on_install: Callable[[Predictor], None] = lambda predictor: None,
     ) -> None:
         self.settings = settings
         self.on_ready = on_ready
         """Told when this process starts and stops serving a model (the workers' marks)."""
+        self.on_install = on_install
+        """Told of each model as it starts serving, before its first request (monitoring)."""
         self.cache = cache
         self.registry_reachable: bool | None = None
         """Whether the tracking server and artifact store answered the last time they were
@@ -99,6 +102,7 @@ class ModelSlot:
         """Swap `predictor` in (one reference assignment); returns what it replaced."""
         identity = predictor.identity.as_dict()
         active = ServedModel.make(predictor, self.settings, self.metrics, self.executor, source)
+        self.on_install(predictor)
         old, self._active = self._active, active
         self.metrics.observe_model(identity, float(predictor.describe().get("load_seconds") or 0))
         self.metrics.observe_source(source)

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import mlflow.artifacts
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from app.api.application import create_app
 from app.settings import Settings
+from model_serving import baseline
 from tests.iris import IRIS_EXAMPLE, iris_data
 from tests.servers import python_env, run_cli
 
@@ -106,3 +110,14 @@ def client(serve: AppFactory) -> Iterator[TestClient]:
     """One ready app on models:/sk_model@champion, shared by a test module."""
     with serve(max_request_rows=200, max_body_bytes=64 * 1024) as c:
         yield c
+
+
+def carried_baseline(trained: TrainedModel) -> dict[str, Any]:
+    """The baseline in the served model's MLmodel file."""
+    name, version = trained.version_uri.removeprefix("models:/").split("/")
+    client = mlflow.MlflowClient(trained.tracking_uri, registry_uri=trained.tracking_uri)
+    model_id = str(client.get_model_version(name, version).source).removeprefix("models:/")
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{client.get_logged_model(model_id).artifact_location}/MLmodel"
+    )
+    return dict(yaml.safe_load(Path(path).read_text())["metadata"][baseline.METADATA_KEY])

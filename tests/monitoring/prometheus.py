@@ -149,14 +149,14 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def config_for(scrape_target: str, directory: Path, interval: str = "1s") -> Path:
-    """The project's prometheus.yml and rules, copied to `directory`, scraping `scrape_target`
+def config_for(scrape_targets: list[str], directory: Path, interval: str = "1s") -> Path:
+    """The project's prometheus.yml and rules, copied to `directory`, scraping `scrape_targets`
     every `interval` and evaluating the rules as often. Readable by the image's user."""
     config = load_yaml(PROMETHEUS_CONFIG)
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == API_JOB]
-    job["static_configs"] = [{"targets": [scrape_target]}]
+    job["static_configs"] = [{"targets": scrape_targets}]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(RULES_DIR, directory / "rules", dirs_exist_ok=True)
@@ -165,13 +165,23 @@ def config_for(scrape_target: str, directory: Path, interval: str = "1s") -> Pat
     return directory
 
 
-def alert_rules() -> list[dict[str, Any]]:
-    """Every alerting rule in monitoring/prometheus/rules."""
-    rules = []
+def rules() -> list[dict[str, Any]]:
+    """Every rule in monitoring/prometheus/rules: recording and alerting."""
+    found = []
     for path in sorted(RULES_DIR.glob("*.yml")):
         for group in load_yaml(path)["groups"]:
-            rules += [rule for rule in group["rules"] if "alert" in rule]
-    return rules
+            found += group["rules"]
+    return found
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule in monitoring/prometheus/rules."""
+    return [rule for rule in rules() if "alert" in rule]
+
+
+def recorded_names() -> set[str]:
+    """The series the recording rules make."""
+    return {rule["record"] for rule in rules() if "record" in rule}
 
 
 # -- the dashboard -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from app.api.routes.deps import json_response
-from app.errors import InvalidInput, NotFound, NotReady, summarize
+from app.errors import InvalidInput, summarize
 from app.http.auth import Guard, protect
 from app.http.contract import ERRORS
 from app.monitoring.recorder import Recorder
@@ -26,7 +26,10 @@ class FeedbackResult(BaseModel):
     request_id: str
     rows: int
     correct: int
-    accuracy: float = Field(description="Live accuracy of that model version now.")
+    accuracy: float = Field(
+        description="The share of these rows predicted right (live accuracy over the fleet is"
+        " the recorded series live_accuracy in Prometheus)."
+    )
     model: dict[str, str]
     stored: bool = Field(description="Whether the labels were stored beside the prediction log.")
 
@@ -53,42 +56,14 @@ async def _read(request: Request) -> Feedback:
 @router.post(
     "/feedback",
     response_model=FeedbackResult,
-    responses={k: ERRORS[k] for k in (401, 403, 404, 422, 503)},
+    responses={k: ERRORS[k] for k in (401, 403, 404, 409, 422, 503)},
     **_route(),
 )
 async def feedback(request: Request) -> Response:
-    """Score the predictions of an earlier request against their true labels; with the
-    prediction log on, the labels are stored beside it (table prediction_feedback)."""
+    """Score the predictions of an earlier request against their true labels, once: a second
+    feedback for the same request id is refused (409). The prediction is found in whichever
+    worker made it and, with the prediction log on, in whichever replica (the labels are
+    stored beside the log, table prediction_feedback)."""
     body = await _read(request)
     recorder: Recorder = request.app.state.recorder
-    known = recorder.accuracy.predictions(body.request_id)
-    stored = False
-    if recorder.log is not None:
-        try:
-            rows = await recorder.log.feedback(body.request_id, body.labels, fetch=known is None)
-        except Exception as exc:
-            if known is None:
-                raise NotReady("the prediction log's database cannot be reached") from exc
-        else:
-            stored = rows is not None
-            if known is None and rows:
-                known = (rows[0][2], rows[0][3] or "", [row[1] for row in rows])
-    if known is None:
-        raise NotFound("no predictions are known for this request id")
-    name, version, predictions = known
-    if len(body.labels) != len(predictions):
-        message = (
-            f"expected {len(predictions)} labels (one per predicted row), got {len(body.labels)}"
-        )
-        raise InvalidInput(message, [{"loc": ["labels"], "msg": message}])
-    correct, accuracy = recorder.accuracy.score((name, version), predictions, body.labels)
-    return json_response(
-        {
-            "request_id": body.request_id,
-            "rows": len(predictions),
-            "correct": correct,
-            "accuracy": accuracy,
-            "model": {"name": name, "version": version},
-            "stored": stored,
-        }
-    )
+    return json_response(await recorder.feedback.score(body.request_id, body.labels))

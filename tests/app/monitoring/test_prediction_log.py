@@ -120,7 +120,7 @@ def test_a_database_that_is_down_costs_no_request_and_overflow_is_counted(
         assert metric(client, "prediction_log_queue_rows") <= 25
 
 
-def test_feedback_scores_live_accuracy_and_is_stored_beside_the_log(
+def test_feedback_is_counted_stored_beside_the_log_and_scored_once_by_any_process(
     serve: AppFactory, database: str, iris_records: list[dict[str, float]]
 ) -> None:
     truth = iris_data()[1]
@@ -129,30 +129,49 @@ def test_feedback_scores_live_accuracy_and_is_stored_beside_the_log(
         rid = answer.headers["x-request-id"]
         predicted = answer.json()["predictions"]
         labels = truth[:50]
+        short = client.post("/feedback", json={"request_id": rid, "labels": [1, 2]})
+        assert short.status_code == 422 and "expected 50 labels" in short.text
         result = client.post("/feedback", json={"request_id": rid, "labels": labels})
         assert result.status_code == 200, result.text
         expected = sum(p == y for p, y in zip(predicted, labels, strict=True))
         assert result.json()["correct"] == expected
+        assert result.json()["accuracy"] == expected / 50
         assert result.json()["stored"] is True
         text = client.get("/metrics").text
-        assert f'live_accuracy{{model="sk_model",version="1"}} {expected / 50}' in text
-        assert 'live_accuracy_rows{model="sk_model",version="1"} 50.0' in text
+        right = f'feedback_rows_total{{model="sk_model",outcome="right",version="1"}} {expected}.0'
+        assert (
+            right in text
+            or right.replace('outcome="right",version="1"', 'version="1",outcome="right"') in text
+        )
+        again = client.post("/feedback", json={"request_id": rid, "labels": labels})
+        assert again.status_code == 409 and "already scored" in again.json()["error"]["message"]
         unknown = client.post("/feedback", json={"request_id": "never-seen", "labels": [1]})
         assert unknown.status_code == 404
         garbled = client.post(
             "/feedback", content=b"\xff{", headers={"content-type": "application/json"}
         )
         assert garbled.status_code == 422 and garbled.json()["error"]["code"] == "invalid_input"
-        short = client.post("/feedback", json={"request_id": rid, "labels": [1, 2]})
-        assert short.status_code == 422 and "expected 50 labels" in short.text
-        wait_rows(database, 50)
-    # Another process (a restart, another worker) finds the request in the log.
+        later = client.post("/predict", json={"records": iris_records[50:60]})
+        later_id = later.headers["x-request-id"]
+        wait_rows(database, 60)
+    # Another process (a restart, another replica) finds a request in the log; one scored
+    # anywhere is not scored again.
     with serve(prediction_log_url=database) as client:
-        again = client.post("/feedback", json={"request_id": rid, "labels": labels})
-        assert again.status_code == 200, again.text
-        assert again.json()["correct"] == expected
-    stored = rows_in(database, "SELECT count(*), min(request_id) FROM prediction_feedback")
-    assert stored == [(50, rid)]
+        found = client.post("/feedback", json={"request_id": later_id, "labels": truth[50:60]})
+        assert found.status_code == 200, found.text
+        assert found.json()["rows"] == 10 and found.json()["model"] == {
+            "name": "sk_model",
+            "version": "1",
+        }
+        assert (
+            client.post("/feedback", json={"request_id": rid, "labels": labels}).status_code == 409
+        )
+        mismatch = client.post("/feedback", json={"request_id": later_id, "labels": [1]})
+        assert mismatch.status_code == 422
+    stored = rows_in(
+        database, "SELECT count(*), count(DISTINCT request_id) FROM prediction_feedback"
+    )
+    assert stored == [(60, 2)]
 
 
 def test_sigterm_writes_what_is_queued_and_the_log_lines_name_the_request(

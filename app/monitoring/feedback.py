@@ -1,0 +1,287 @@
+"""POST /feedback's work: find the predictions a request id was answered with, wherever they were
+made, and score the labels against them exactly once.
+
+- In this process: the newest requests' predictions are kept in memory (`Recent`).
+- In the other workers of this host (WORKERS > 1): each worker answers its siblings on a Unix
+  socket in the folder they share (`Siblings`); no database is needed.
+- In the other replicas: through the prediction log, the one store they share. With the log on,
+  the labels' row in its feedback table is the claim: the first feedback for a request id
+  stores them and is scored, any later one is refused (409), on whichever replica it lands.
+
+Without the log, a request id is scored once in the host that answered it (its memory is the
+claim); behind a load balancer, a feedback that lands on another replica cannot find it, and
+the answer says which setting to turn on.
+
+Scores are counters by model version and outcome (`feedback_rows_total`): live accuracy over
+the fleet is a recording rule on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.errors import Conflict, InvalidInput, NotFound, NotReady
+from app.monitoring.metrics import SHARED_DIR_ENV, Metrics
+from app.monitoring.predlog import PredictionLog
+
+logger = logging.getLogger(__name__)
+
+Entry = tuple[str, str, tuple[Any, ...]]
+"""A request's model name, version and predictions, one per row."""
+
+SIBLING_TIMEOUT = 2.0
+"""Seconds a worker waits for a sibling's answer."""
+_SOCKET = "feedback-{pid}.sock"
+
+
+class Recent:
+    """The newest requests' predictions by request id, and the ids scored since."""
+
+    def __init__(self, remember: int = 100_000, rows: int = 1_000_000) -> None:
+        self.remember = remember
+        self.rows = rows
+        # Up to `remember` requests and `rows` predictions in all, alive for minutes. Kept as
+        # tuples of atoms, which the cyclic GC stops tracking, or every full collection walks
+        # them all (with lists: ~20 ms pauses several times a second under load, the p99 of
+        # every request).
+        self._recent: OrderedDict[str, Entry] = OrderedDict()
+        self._kept = 0
+        self._scored: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, request_id: str, key: tuple[str, str], predictions: list[Any]) -> None:
+        recent = self._recent
+        if (again := recent.pop(request_id, None)) is not None:  # a client reused its id
+            self._kept -= len(again[2])
+        self._scored.pop(request_id, None)
+        recent[request_id] = (*key, tuple(predictions))
+        self._kept += len(predictions)
+        # The newest request stays, even alone over the bound (MAX_REQUEST_ROWS bounds it).
+        while (len(recent) > self.remember or self._kept > self.rows) and len(recent) > 1:
+            self._kept -= len(recent.popitem(last=False)[1][2])
+
+    def peek(self, request_id: str) -> Entry | None:
+        return self._recent.get(request_id)
+
+    def take(self, request_id: str) -> Entry | None:
+        """The request's predictions, now scored: not given out again."""
+        entry = self._recent.pop(request_id, None)
+        if entry is not None:
+            self._kept -= len(entry[2])
+            self.mark_scored(request_id)
+        return entry
+
+    def mark_scored(self, request_id: str) -> None:
+        self._scored[request_id] = None
+        while len(self._scored) > self.remember:
+            self._scored.popitem(last=False)
+
+    def scored(self, request_id: str) -> bool:
+        return request_id in self._scored
+
+    def answer(self, op: str, request_id: str, rows: int) -> dict[str, Any]:
+        """What this worker says when asked for a request's predictions (`take` or `peek`),
+        taking them only when `rows` labels fit them."""
+        entry = self.peek(request_id)
+        if entry is None:
+            return {"state": "scored" if self.scored(request_id) else "unknown"}
+        if op == "take" and len(entry[2]) == rows:
+            self.take(request_id)
+        return {"state": "found", "entry": [entry[0], entry[1], list(entry[2])]}
+
+
+class Siblings:
+    """The other workers of this host, asked over Unix sockets in the folder they share."""
+
+    def __init__(self, recent: Recent) -> None:
+        self.recent = recent
+        folder = os.environ.get(SHARED_DIR_ENV)
+        self.folder = Path(folder) if folder else None
+        self._server: asyncio.Server | None = None
+        self._path: Path | None = None
+
+    async def start(self) -> None:
+        if self.folder is None:
+            return
+        self._path = self.folder / _SOCKET.format(pid=os.getpid())
+        self._path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self._path))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            ask = orjson.loads(await asyncio.wait_for(reader.readline(), SIBLING_TIMEOUT))
+            answer = self.recent.answer(str(ask["op"]), str(ask["id"]), int(ask["rows"]))
+            writer.write(orjson.dumps(answer, default=str) + b"\n")
+            await writer.drain()
+        except (OSError, ValueError, KeyError, TypeError, TimeoutError) as exc:
+            logger.warning("feedback: a sibling's question went unanswered: %s", exc)
+        finally:
+            writer.close()
+
+    async def ask(self, op: str, request_id: str, rows: int) -> dict[str, Any]:
+        """The first sibling's answer that found the request (or that scored it), else
+        `unknown`. A sibling that is gone or slow is passed over."""
+        if self.folder is None:
+            return {"state": "unknown"}
+        answers = await asyncio.gather(
+            *(self._ask(path, op, request_id, rows) for path in self._others())
+        )
+        for state in ("found", "scored"):
+            for answer in answers:
+                if answer.get("state") == state:
+                    return answer
+        return {"state": "unknown"}
+
+    def _others(self) -> list[Path]:
+        assert self.folder is not None
+        mine = _SOCKET.format(pid=os.getpid())
+        return [p for p in self.folder.glob(_SOCKET.format(pid="*")) if p.name != mine]
+
+    async def _ask(self, path: Path, op: str, request_id: str, rows: int) -> dict[str, Any]:
+        question = orjson.dumps({"op": op, "id": request_id, "rows": rows}) + b"\n"
+        try:
+            async with asyncio.timeout(SIBLING_TIMEOUT):
+                reader, writer = await asyncio.open_unix_connection(str(path))
+                try:
+                    writer.write(question)
+                    await writer.drain()
+                    answer = orjson.loads(await reader.readline())
+                finally:
+                    writer.close()
+        except (OSError, ValueError, TimeoutError):
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+
+class FeedbackScorer:
+    """Scores labels against a request's predictions, once."""
+
+    def __init__(
+        self, metrics: Metrics, recent: Recent, siblings: Siblings, log: PredictionLog | None
+    ) -> None:
+        self.metrics = metrics
+        self.recent = recent
+        self.siblings = siblings
+        self.log = log
+
+    async def score(self, request_id: str, labels: list[Any]) -> dict[str, Any]:
+        if self.log is None:
+            entry = await self._take(request_id, len(labels))
+            stored = False
+        else:
+            entry, stored = await self._claim(request_id, labels)
+        name, version, predictions = entry
+        _check_length(predictions, labels)
+        correct = self.count((name, version), predictions, labels)
+        return {
+            "request_id": request_id,
+            "rows": len(predictions),
+            "correct": correct,
+            "accuracy": correct / len(predictions),
+            "model": {"name": name, "version": version},
+            "stored": stored,
+        }
+
+    async def _find(self, op: str, request_id: str, rows: int) -> Entry | None:
+        """The request's predictions from this worker or a sibling; Conflict if scored."""
+        entry = self.recent.peek(request_id)
+        if entry is not None:
+            if op == "take" and len(entry[2]) == rows:  # else refused: not scored after all
+                self.recent.take(request_id)
+            return entry
+        if self.recent.scored(request_id):
+            raise _already()
+        answer = await self.siblings.ask(op, request_id, rows)
+        if answer["state"] == "scored":
+            raise _already()
+        if answer["state"] == "found":
+            name, version, predictions = answer["entry"]
+            return str(name), str(version), tuple(predictions)
+        return None
+
+    async def _take(self, request_id: str, rows: int) -> Entry:
+        entry = await self._find("take", request_id, rows)
+        if entry is None:
+            raise NotFound(
+                "no predictions are known for this request id here: this service keeps the"
+                " newest FEEDBACK_MEMORY_ROWS predictions of its own workers; behind a load"
+                " balancer with several replicas, set PREDICTION_LOG_URL so that any replica"
+                " finds a prediction made by another"
+            )
+        return entry
+
+    async def _claim(self, request_id: str, labels: list[Any]) -> tuple[Entry, bool]:
+        """With the log on: store the labels as the claim, reading the request's rows from the
+        log when no worker of this host holds them."""
+        assert self.log is not None
+        entry = await self._find("peek", request_id, len(labels))
+        if entry is not None:
+            _check_length(entry[2], labels)
+        try:
+            claim = await self.log.claim(request_id, labels, fetch=entry is None)
+        except Exception as exc:
+            if entry is None:
+                raise NotReady("the prediction log's database cannot be reached") from exc
+            # This host made the prediction: its memory is the claim until the log is back.
+            return await self._take(request_id, len(labels)), False
+        if claim.state == "scored":
+            raise _already()
+        if claim.state == "unknown":
+            raise NotFound("no predictions are logged for this request id (yet)")
+        if claim.state == "mismatch":
+            _check_length(claim.predictions, labels)
+        self.recent.take(request_id)
+        if entry is None:
+            entry = (claim.model, claim.version, tuple(claim.predictions))
+        return entry, True
+
+    def count(self, key: tuple[str, str], predictions: Sequence[Any], labels: list[Any]) -> int:
+        """Count each label against its prediction; how many were right."""
+        right = sum(_same(p, y) for p, y in zip(predictions, labels, strict=True))
+        outcome = self.metrics.feedback_rows
+        if right:
+            outcome.labels(*key, "right").inc(right)
+        if len(labels) - right:
+            outcome.labels(*key, "wrong").inc(len(labels) - right)
+        return right
+
+
+def _already() -> Conflict:
+    return Conflict(
+        "labels were already scored for this request id; the first ones stand (send a new"
+        " request id for a new prediction)"
+    )
+
+
+def _check_length(predictions: Sequence[Any], labels: list[Any]) -> None:
+    if len(labels) != len(predictions):
+        message = f"expected {len(predictions)} labels (one per predicted row), got {len(labels)}"
+        raise InvalidInput(message, [{"loc": ["labels"], "msg": message}])
+
+
+def _same(prediction: Any, label: Any) -> bool:
+    """Whether a label names the predicted class (2 == 2.0 == "2")."""
+    if prediction == label:
+        return True
+    return str(prediction) == str(label) or _number(prediction) == _number(label) is not None
+
+
+def _number(value: Any) -> float | None:
+    with contextlib.suppress(TypeError, ValueError):
+        return float(value)
+    return None
