@@ -213,7 +213,7 @@ def test_2b_rows_are_logged_and_every_dashboard_query_has_data(stack: Stack) -> 
         )
         metrics = client.get("/metrics").text
     assert "feature_drift_psi{" in metrics  # the trainer logged a baseline with the model
-    assert "live_accuracy{" in metrics  # the load sent feedback
+    assert "feedback_rows_total{" in metrics  # the load sent feedback
 
     # Every row the API predicted is in the stack's `predictions` database.
     def predicted_and_logged() -> tuple[float, int] | None:
