@@ -198,15 +198,11 @@ class FeedbackScorer:
         }
 
     async def _find(self, op: str, request_id: str, rows: int) -> Entry | None:
-        """The request's predictions from this worker or a sibling; Conflict if scored."""
-        entry = self.recent.peek(request_id)
-        if entry is not None:
-            if op == "take" and len(entry[2]) == rows:  # else refused: not scored after all
-                self.recent.take(request_id)
-            return entry
-        if self.recent.scored(request_id):
-            raise _already()
-        answer = await self.siblings.ask(op, request_id, rows)
+        """The request's predictions from this worker or a sibling; Conflict if scored. Each
+        worker answers the same way, this one first (`Recent.answer`)."""
+        answer = self.recent.answer(op, request_id, rows)
+        if answer["state"] == "unknown":
+            answer = await self.siblings.ask(op, request_id, rows)
         if answer["state"] == "scored":
             raise _already()
         if answer["state"] == "found":
