@@ -212,7 +212,8 @@ def test_2b_rows_are_logged_and_every_dashboard_query_has_data(stack: Stack) -> 
             timeout=180,
         )
         metrics = client.get("/metrics").text
-    assert "feature_drift_psi{" in metrics  # the trainer logged a baseline with the model
+    assert "drift_baseline_share{" in metrics  # the trainer logged a baseline with the model
+    assert "drift_bin_rows_total{" in metrics  # and the load's rows were binned against it
     assert "feedback_rows_total{" in metrics  # the load sent feedback
 
     # Every row the API predicted is in the stack's `predictions` database.
