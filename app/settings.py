@@ -96,11 +96,21 @@ class Settings(BaseSettings):
     """Seconds a client has to send its whole request body; then 408 (slow clients)."""
 
     api_key: SecretStr | None = None
-    """When set, clients send `Authorization: Bearer <API_KEY>`: always for /admin/*, and for
-    /predict unless PREDICT_PUBLIC. Unset: no auth, and /admin/* does not exist (404)."""
+    """When set, clients send `Authorization: Bearer <API_KEY>`: always for /admin/*, for
+    /predict unless PREDICT_PUBLIC, for /metrics unless METRICS_PUBLIC, for /docs, /redoc and
+    /openapi.json unless DOCS_PUBLIC; the probes (/healthz, /readyz, /ping, /health, /version)
+    stay open. Unset: no auth, and /admin/* does not exist (404)."""
 
     predict_public: bool = False
     """With API_KEY set, keep /predict (and /model-info) open to clients without the key."""
+
+    metrics_public: bool = False
+    """With API_KEY set, keep GET /metrics open to scrapers without the key (model names,
+    versions, feature names, class shares and traffic volumes are readable there)."""
+
+    docs_public: bool = False
+    """With API_KEY set, keep the documentation (/docs, /redoc, /openapi.json) open to
+    clients without the key."""
 
     model_reload_interval: float = Field(default=0.0, ge=0)
     """Seconds between checks of what a models:/name@alias URI points to; a new version is

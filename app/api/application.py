@@ -151,6 +151,10 @@ def create_app(
         summary="Predictions from an MLflow model, validated against its signature.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by app.api.routes.docs, behind the documentation's guard.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     plane = DataPlane(slot, recorder)
     app.serve_lanes(
