@@ -146,7 +146,13 @@ class Settings(BaseSettings):
 
     model_cache_dir: Path | None = None
     """Folder for a local cache of the last 2 models loaded from the registry, served at start
-    when the tracking server or artifact store cannot be reached. Unset: no cache."""
+    when the tracking server or artifact store cannot be reached; needs MODEL_CACHE_KEY. A
+    folder that group or others may write is refused at start. Unset: no cache."""
+
+    model_cache_key: SecretStr | None = None
+    """The key (at least 16 characters) the cache's entries are signed with (HMAC-SHA256) and
+    checked against before anything in them is read; an entry it did not sign is skipped and
+    the model loaded from the registry. Unset: the cache is off, even with MODEL_CACHE_DIR."""
 
     registry_retry_max: float = Field(default=10.0, gt=0)
     """Most seconds between two tries of the registry while serving from the cache."""
@@ -218,13 +224,29 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "model_cache_key")
     @classmethod
     def _key_strength(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _private_cache(cls, value: Path | None) -> Path | None:
+        """A cache folder others may write is one they could put code in: refused."""
+        if value is None or not value.exists():
+            return value  # made by the service, writable by its user only
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        mode = value.stat().st_mode & 0o777
+        if mode & 0o022:
+            raise ValueError(
+                f"{value} is writable by group or others (mode {mode:04o}), who could put code "
+                f"in the service through it: chmod go-w {value}"
+            )
         return value
 
     @field_validator("model_uri")
