@@ -179,6 +179,13 @@ def test_prometheus_service_reads_this_config_and_scrapes_the_api(
     assert job["job_name"] == prom.API_JOB
     assert job["static_configs"] == [{"targets": [f"api:{api_port}"]}]
     assert job.get("metrics_path", "/metrics") == "/metrics"
+    # The API's key (/metrics needs it): the compose secret api-key, made from the api
+    # service's own API_KEY and mounted where the job reads it; the config holds no key.
+    assert set(job["authorization"]) == {"credentials_file"}
+    assert job["authorization"]["credentials_file"] == "/run/secrets/api-key"
+    assert service["secrets"] == ["api-key"]
+    assert compose.raw()["secrets"]["api-key"] == {"environment": "API_KEY"}
+    assert compose.raw()["services"]["api"]["environment"]["API_KEY"] == "${API_KEY:-}"
     assert compose.healthcheck(service)[:4] == [
         "promtool",
         "query",
