@@ -91,7 +91,7 @@ class Loader:
             self.slot.spawn(self.slot.poll(interval), "alias-poller")
 
     def _failed(self, error: LoadError) -> None:
-        self.slot.metrics.load_failures.inc()
+        self.slot.count_load_failure()
         self.slot.last_error = str(error)
         if error.unreachable:
             self.slot.mark_registry(reachable=False)
