@@ -113,6 +113,42 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str
     return json.dumps(summary.as_dict()) if args.json else summary.line()
 
 
+def cmd_promote(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    from trainer import data, promotion, tracking
+    from trainer.gate import Gate
+
+    if args.evidence == "shadow" and not args.log_url:
+        parser.error("--evidence shadow needs --log-url (or TRAINER_LOG_URL)")
+    if args.log_url and urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+        raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    gate = Gate(min_rows=args.min_rows, min_gain=args.min_gain, alpha=args.alpha)
+    target = tracking.configure()
+    with tracking.translated_errors(target):
+        versions = promotion.resolve(args.name, args.champion, args.challenger)
+        evidence = None
+        if args.evidence != "holdout" and args.log_url:
+            evidence = promotion.shadow_rows(args.log_url, versions)
+            if args.evidence == "auto" and not evidence.champion_right:
+                evidence = None  # no live rows both predicted: the held-out rows
+        if evidence is None:
+            source = data.parse_source(args.data)
+            dataset = data.load(source, label=args.label, table=args.table, limit=args.limit)
+            x, y = promotion.held_out(dataset, args.train_size, args.random_state)
+
+            def predict(version: str, rows: Any) -> list[Any]:
+                model = tracking.load_model(f"models:/{args.name}/{version}")
+                return list(model.predict(rows))
+
+            evidence = promotion.holdout_rows(x, y, predict, versions)
+        result = promotion.decide(evidence, gate)
+        decision = promotion.record(versions, evidence, result, gate)
+        promotion.apply(decision, versions)
+    output = json.dumps(decision) if args.json else promotion.text(decision)
+    if not result.promote:
+        raise promotion.Refused(result.reason, output)
+    return output
+
+
 def cmd_seed_db(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     from trainer import data, seed
 

@@ -39,6 +39,12 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
     parser.set_defaults(extra=TRAINER)
     add_train(subcommands.add_parser("train", help="fit the model and log it to MLflow"), s)
     add_evaluate(subcommands.add_parser("evaluate", help="score a logged model on the data CSV"), s)
+    add_promote(
+        subcommands.add_parser(
+            "promote", help="move @champion to @challenger if it is better on the same rows"
+        ),
+        s,
+    )
     add_seed_db(
         subcommands.add_parser("seed-db", help="create and fill the iris table in Postgres"), s
     )
@@ -86,6 +92,54 @@ def add_evaluate(evaluate: argparse.ArgumentParser, s: TrainerSettings) -> None:
     add_label(evaluate, s)
     add_split(evaluate, s)
     add_json(evaluate)
+
+
+def add_promote(promote: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    promote.set_defaults(handler=commands.cmd_promote)
+    promote.add_argument("name", metavar="NAME", help="registered model name")
+    promote.add_argument(
+        "--challenger", default="challenger", help="alias of the challenger (default: %(default)s)"
+    )
+    promote.add_argument(
+        "--champion", default=s.alias, help="alias of the champion (default: %(default)s)"
+    )
+    gate = promote.add_argument_group("the gate")
+    gate.add_argument(
+        "--min-rows",
+        type=positive_int,
+        default=100,
+        help="fewest labelled rows both predicted (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--min-gain",
+        type=non_negative_float,
+        default=0.0,
+        help="accuracy gain the challenger must beat, beyond sampling error (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="one-sided chance of promoting a challenger no better than --min-gain"
+        " (default: %(default)s)",
+    )
+    evidence = promote.add_argument_group("evidence")
+    evidence.add_argument(
+        "--evidence",
+        choices=("auto", "shadow", "holdout"),
+        default="auto",
+        help="shadow: the live labelled rows both predicted (prediction log); holdout: the"
+        " held-out part of --data, scored by both; auto: shadow when there are such rows"
+        " (default: %(default)s)",
+    )
+    evidence.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the prediction log (default: TRAINER_LOG_URL)",
+    )
+    add_source(promote, s, data_out=False)
+    add_split(promote, s)
+    add_json(promote)
 
 
 def add_seed_db(seed: argparse.ArgumentParser, s: TrainerSettings) -> None:
@@ -154,7 +208,7 @@ def add_report(report: argparse.ArgumentParser, s: TrainerSettings) -> None:
 # -- option groups shared by, or grouped within, the subcommands -------------------------------
 
 
-def add_source(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
+def add_source(parser: argparse.ArgumentParser, s: TrainerSettings, data_out: bool = True) -> None:
     source = parser.add_argument_group("data")
     source.add_argument(
         "--data",
@@ -169,6 +223,8 @@ def add_source(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
         default=s.limit,
         help="latest rows by id read from Postgres (default: %(default)s)",
     )
+    if not data_out:
+        return
     source.add_argument(
         "--data-out",
         type=Path,
