@@ -66,6 +66,29 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
 def add_train(train: argparse.ArgumentParser, s: TrainerSettings) -> None:
     train.set_defaults(handler=commands.cmd_train)
     add_source(train, s)
+    log = train.add_argument_group("prediction log (--data log)")
+    log.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the API's prediction log (default: TRAINER_LOG_URL)",
+    )
+    log.add_argument(
+        "--since",
+        type=iso_time,
+        default=None,
+        help="only rows logged from this ISO 8601 time on (UTC unless given; default: all)",
+    )
+    log.add_argument(
+        "--until",
+        type=iso_time,
+        default=None,
+        help="only rows logged before this ISO 8601 time (default: all)",
+    )
+    log.add_argument(
+        "--with-training",
+        action="store_true",
+        help="add the training rows of the runs whose models made the logged predictions",
+    )
     add_split(train, s)
     hyper = train.add_argument_group("SVC hyper-parameters")
     hyper.add_argument("--C", dest="C", type=positive_float, default=1.0, help="default: 1.0")
@@ -213,7 +236,8 @@ def add_source(parser: argparse.ArgumentParser, s: TrainerSettings, data_out: bo
     source.add_argument(
         "--data",
         default=s.data,
-        help="iris (built in), a CSV path or a postgresql:// URL (default: TRAINER_DATA or iris)",
+        help="iris (built in), a CSV path, a postgresql:// URL, or (train) log: the labelled"
+        " rows of the prediction log (default: TRAINER_DATA or iris)",
     )
     source.add_argument("--table", default=s.table, help="Postgres table (default: %(default)s)")
     add_label(source, s)
