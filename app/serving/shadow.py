@@ -70,6 +70,8 @@ class ShadowSlot(ModelSlot):
 
     def _observe_install(self, identity: dict[str, Any], load_seconds: float, source: str) -> None:
         self.metrics.observe_shadow(identity)
+        # Its failure count exists from the start, at 0: a rate sees the first failure.
+        self.metrics.shadow_failures.labels(identity["name"], identity.get("version") or "")
 
     def _observe_stop(self) -> None:
         pass
