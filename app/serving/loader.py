@@ -151,8 +151,8 @@ class Loader:
     def _give_up(self, error: LoadError, attempts: int, budget: float) -> None:
         why = "cannot be loaded" if error.permanent else f"not loaded after {budget:g}s"
         logger.critical(
-            "giving up: model %s %s (%d attempt%s): %s",
-            self.slot.settings.resolved_model_uri, why, attempts,
+            "giving up: %s %s %s (%d attempt%s): %s",
+            self.slot.role, self.slot.settings.resolved_model_uri, why, attempts,
             "" if attempts == 1 else "s", error,
         )  # fmt: skip
         if self.on_fatal is not None:

@@ -68,6 +68,8 @@ class ShadowSlot(ModelSlot):
     """A model slot whose model only shadows: it counts into the shadow's metrics and marks no
     worker ready (the served model's readiness is the service's)."""
 
+    role = "shadow model"
+
     def _observe_install(self, identity: dict[str, Any], load_seconds: float, source: str) -> None:
         self.metrics.observe_shadow(identity)
         # Its failure count exists from the start, at 0: a rate sees the first failure.

@@ -58,6 +58,9 @@ def same_model(target: ModelIdentity, serving: ModelIdentity) -> bool:
 class ModelSlot:
     """Holds the serving model; installs, reloads, polls and retires models."""
 
+    role = "model"
+    """What the slot's model is, in log lines."""
+
     def __init__(
         self,
         settings: Settings,
