@@ -37,7 +37,8 @@ case (c)'s csv shape sends the 1000 rows as text/csv to the API's and mlflow's /
 With --monitoring, case (b) also drives "api (drift off)": the API with DRIFT_METRICS=false, and
 then /metrics of a 50-feature model is fetched for its size and scrape time (bench/monicost.py).
 With --shadow, case (b) also drives "api (shadow)": the API with a shadow model on every row
-(SHADOW_SAMPLE=1.0); its rows shadowed and dropped are read from its /metrics (bench/shadowcost.py).
+(SHADOW_SAMPLE=1.0), and case (c) "api (shadow 0.1)" (SHADOW_SAMPLE=0.1); their rows shadowed
+and dropped are read from their /metrics (bench/shadowcost.py).
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
 large requests, against MLflow given as many.
@@ -92,8 +93,8 @@ from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
 SERVERS = (
-    "api", monicost.SERVER, shadowcost.SERVER, v2cost.SERVER, invocost.SERVER, logcost.SERVER,
-    "mlflow", "floor",
+    "api", monicost.SERVER, shadowcost.SERVER, shadowcost.SAMPLED, v2cost.SERVER,
+    invocost.SERVER, logcost.SERVER, "mlflow", "floor",
 )  # fmt: skip
 
 
@@ -286,6 +287,9 @@ def start_servers(
     if shadowcost.SERVER in which:
         extra = {"MODEL_URI": MODEL_URI, **shadowcost.env(MODEL_URI)}
         start(shadowcost.SERVER, api, extra, "/predict", "/readyz")
+    if shadowcost.SAMPLED in which:
+        extra = {"MODEL_URI": MODEL_URI, **shadowcost.env(MODEL_URI, shadowcost.SAMPLE)}
+        start(shadowcost.SAMPLED, api, extra, "/predict", "/readyz")
     if logcost.SERVER in which and log_url is not None:
         extra = {"MODEL_URI": MODEL_URI, "PREDICTION_LOG_URL": log_url}
         start(logcost.SERVER, api, extra, "/predict", "/readyz")
@@ -911,8 +915,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--shadow", action="store_true",
-        help="case (b) also against the API with a shadow model on every row (SHADOW_SAMPLE=1.0);"
-        " see bench/shadowcost.py",
+        help="case (b) also against the API with a shadow model on every row (SHADOW_SAMPLE=1.0),"
+        " case (c) with SHADOW_SAMPLE=0.1; see bench/shadowcost.py",
     )  # fmt: skip
     parser.add_argument(
         "--rounds", type=int, default=1,
@@ -926,9 +930,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
-    only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER, monicost.SERVER, shadowcost.SERVER}
+    only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER, monicost.SERVER}
+    only -= {shadowcost.SERVER, shadowcost.SAMPLED}
     if args.shadow:
         only.add(shadowcost.SERVER)
+        if shadowcost.SAMPLED_CASE in {x.strip() for x in args.cases.split(",")}:
+            only.add(shadowcost.SAMPLED)
     if args.monitoring:
         only.add(monicost.SERVER)
     if args.invocations:
@@ -995,7 +1002,8 @@ def measure_one(
     logged = server == logcost.SERVER and log_db is not None and tally
     if logged and log_db:
         before = logcost.baseline(urls[server], log_db)
-    shadowed = shadowcost.counts(urls[server]) if server == shadowcost.SERVER else None
+    shadowing = server in (shadowcost.SERVER, shadowcost.SAMPLED)
+    shadowed = shadowcost.counts(urls[server]) if shadowing else None
     result = measure(wrk_binary, url, sent, case, args.duration, proc.pid, kind)
     if shadowed is not None:
         result["shadow"] = shadowcost.tally(shadowed, shadowcost.counts(urls[server]))
@@ -1083,7 +1091,7 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     if server == monicost.SERVER and name != monicost.CASE:
                         continue
-                    if server == shadowcost.SERVER and name != shadowcost.CASE:
+                    if not shadowcost.measured_in(server, name):
                         continue
                     if skips_shape(server, shape):
                         continue

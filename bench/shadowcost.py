@@ -7,6 +7,9 @@ the same run: "api (shadow)" req/s >= 0.7 x "api", and its p99 <= 1.3 x "api"'s.
 is read before and after the measure: the rows the shadow predicted and those it dropped (its
 queue full) show whether it kept up, so a low cost is not a shadow that did nothing.
 
+With case (c) in the run too, "api (shadow 0.1)" (SHADOW_SAMPLE=0.1: a tenth of the 1000-row
+requests shadowed) is measured in (c) beside "api"; its figures are stated, no target.
+
 Self-contained (bench/run.py imports it; it imports nothing from bench/run.py).
 """
 
@@ -19,12 +22,24 @@ from typing import Any
 
 SERVER = "api (shadow)"
 CASE = "b"
+SAMPLED = "api (shadow 0.1)"
+SAMPLED_CASE = "c"
+SAMPLE = 0.1
 RPS_TARGET = 0.7  # api (shadow) req/s >= 0.7 x api req/s
 P99_TARGET = 1.3  # api (shadow) p99 <= 1.3 x api p99
 
 
-def env(model_uri: str) -> dict[str, str]:
-    return {"SHADOW_MODEL_URI": model_uri, "SHADOW_SAMPLE": "1.0"}
+def env(model_uri: str, sample: float = 1.0) -> dict[str, str]:
+    return {"SHADOW_MODEL_URI": model_uri, "SHADOW_SAMPLE": str(sample)}
+
+
+def measured_in(server: str, case: str) -> bool:
+    """Whether bench/run.py measures `server` in `case` (the shadow's servers: one case each)."""
+    if server == SERVER:
+        return case == CASE
+    if server == SAMPLED:
+        return case == SAMPLED_CASE
+    return True
 
 
 def counts(predict_url: str) -> dict[str, float]:
@@ -70,14 +85,31 @@ def report_lines(cases: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"  {verdict}  {label:<44} {detail}")
     shadow = cases.get(CASE, {}).get("servers", {}).get(SERVER, {}).get("shadow")
     if shadow:
-        offered = shadow["shadowed"] + shadow["dropped"] + shadow["failed"]
-        share = shadow["shadowed"] / offered if offered else 0.0
-        lines.append(
-            f"  during the measure: {shadow['shadowed']:,.0f} rows shadowed,"
-            f" {shadow['dropped']:,.0f} dropped, {shadow['failed']:,.0f} failed"
-            f" ({share:.1%} of the rows offered shadowed)"
-        )
+        lines.append(f"  during the measure: {_tally_line(shadow)}")
+    sampled = [(key, c["servers"]) for key, c in cases.items() if SAMPLED in c["servers"]]
+    if sampled:
+        lines += ["", f"({SAMPLED_CASE}) with SHADOW_SAMPLE={SAMPLE:g}, against api (no target):"]
+    for key, servers in sampled:
+        on, off = servers[SAMPLED], servers.get("api")
+        figures = f"{on['rps'] * 1000:,.0f} rows/s, p99 {on['p99_ms']:.2f} ms"
+        if off is not None and off["rps"] and off["p99_ms"]:
+            figures += (
+                f" vs {off['rps'] * 1000:,.0f} rows/s, p99 {off['p99_ms']:.2f} ms"
+                f" ({on['rps'] / off['rps']:.3f}x, p99 {on['p99_ms'] / off['p99_ms']:.3f}x)"
+            )
+        lines.append(f"  {key:<22} {figures}")
+        if on.get("shadow"):
+            lines.append(f"  {'':<22} {_tally_line(on['shadow'])}")
     return lines
+
+
+def _tally_line(shadow: dict[str, float]) -> str:
+    offered = shadow["shadowed"] + shadow["dropped"] + shadow["failed"]
+    share = shadow["shadowed"] / offered if offered else 0.0
+    return (
+        f"{shadow['shadowed']:,.0f} rows shadowed, {shadow['dropped']:,.0f} dropped,"
+        f" {shadow['failed']:,.0f} failed ({share:.1%} of the rows offered shadowed)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

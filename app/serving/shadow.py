@@ -202,11 +202,14 @@ class Shadow:
 
     def _take(self) -> list[_Offer] | None:
         """The next offers: once one waits, TICK later, all that wait then (up to BATCH_ROWS
-        rows), for one predict call. None: stopping."""
+        rows), for one predict call; at once when BATCH_ROWS rows wait already (it lags).
+        None: stopping."""
         with self._lock:
             while not self._queue and not self._stopping:
                 self._lock.wait()
-        time.sleep(TICK)
+            behind = self._queued >= BATCH_ROWS
+        if not behind:
+            time.sleep(TICK)
         with self._lock:
             if self._stopping:
                 return None
