@@ -47,6 +47,10 @@ TICK = 0.05
 all, so the shadow holds the GIL (its pure-Python parts) a few times a second, not per request."""
 BATCH_ROWS = 4096
 """Most rows one shadow predict call takes (a request's rows are never split)."""
+YIELD_EVERY = 32
+"""Requests the shadow's thread compares between two releases of the GIL: without them its
+pure-Python comparing of a few hundred requests holds the GIL for the interpreter's whole
+switch interval (5 ms), and the event loop waits that long."""
 
 
 def shadow_settings(settings: Settings) -> Settings:
@@ -255,17 +259,26 @@ class Shadow:
                 logger.warning("shadow model %s failed to predict: %s", shadow.label, exc)
             return
         seconds = time.perf_counter() - start
+        counts: dict[tuple[str, str, str, str], list[int]] = {}
         at = 0
-        for offer in group:
+        for i, offer in enumerate(group):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0)  # let the event loop have the GIL: this loop is pure Python
             mine = predictions[at : at + len(offer.predictions)]
             at += len(offer.predictions)
             served = offer.served
             pair = (served.name, served.version or "", shadow.name, shadow.version or "")
-            agreeing = sum(same_class(p, q) for p, q in zip(offer.predictions, mine, strict=True))
-            self.metrics.shadow_rows.labels(*pair).inc(len(mine))
+            agreeing = sum(
+                p == q or same_class(p, q) for p, q in zip(offer.predictions, mine, strict=True)
+            )
+            count = counts.setdefault(pair, [0, 0])
+            count[0] += len(mine)
+            count[1] += agreeing
+            self.recorder.record_shadow(offer.request_id, predictor, mine, seconds)
+        for pair, (compared, agreeing) in counts.items():
+            self.metrics.shadow_rows.labels(*pair).inc(compared)
             if agreeing:
                 self.metrics.shadow_agreeing.labels(*pair).inc(agreeing)
-            self.recorder.record_shadow(offer.request_id, predictor, mine, seconds)
 
 
 def _groups(offers: list[_Offer]) -> list[list[_Offer]]:
