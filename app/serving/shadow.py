@@ -12,8 +12,8 @@ reaches the served answer: its failures are counted, its predictions are compare
 served ones (rows, agreeing rows), then handed to the recorder (`record_shadow`), which keeps
 them for POST /feedback and logs them.
 
-Its thread shares the process's GIL: a shadow whose predict holds it (pure Python) takes CPU
-time from the served model; scikit-learn's native code releases it. See docs/operations.md.
+Its thread shares the worker's core and GIL: what the shadow computes is CPU time the served
+model does not get (SHADOW_SAMPLE bounds it; docs/operations.md says what it costs).
 """
 
 from __future__ import annotations
