@@ -34,6 +34,7 @@ from app.model.output import as_mlflow
 from app.model.schema import MAX_ERRORS, InputSchema
 from app.monitoring.recorder import Recorder
 from app.serving.served import ServedModel
+from app.serving.shadow import Shadow
 from app.serving.slot import ModelSlot
 
 logger = logging.getLogger(__name__)
@@ -123,9 +124,11 @@ def _text(body: bytes) -> bytes:
 class DataPlane:
     """Answers prediction requests with the slot's serving model."""
 
-    def __init__(self, slot: ModelSlot, recorder: Recorder) -> None:
+    def __init__(self, slot: ModelSlot, recorder: Recorder, shadow: Shadow | None = None) -> None:
         self.slot = slot
         self.recorder = recorder
+        self.shadow = shadow
+        """The shadow model the answered rows are offered to (SHADOW_MODEL_URI), if any."""
         self.max_rows = slot.settings.max_request_rows
         self.fast_decoders = True
         """Whether bodies go through the lane's compiled decoder first (tests compare
@@ -203,6 +206,8 @@ class DataPlane:
         self.recorder.record(
             request_id, served.predictor, data, predictions, time.perf_counter() - start
         )
+        if self.shadow is not None:
+            self.shadow.offer(request_id, served.predictor, data, predictions)
         return served, predictions
 
     async def _offload(

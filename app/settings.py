@@ -182,6 +182,21 @@ class Settings(BaseSettings):
     """Predictions kept in memory, the newest requests' (at most 100,000 requests), for POST
     /feedback to score; an older request's are read from the prediction log when it is on."""
 
+    shadow_model_uri: str | None = None
+    """A second model (typically models:/<name>@challenger) that predicts a share of the served
+    rows off the answer's path, for comparison: loaded, cached and reloaded like MODEL_URI (it
+    follows its alias on MODEL_RELOAD_INTERVAL and POST /admin/reload). Its answers are never
+    sent; they are counted (shadow_*_total), scored by POST /feedback, and logged beside the
+    served ones. Unset: no shadow."""
+
+    shadow_sample: float = Field(default=1.0, ge=0, le=1)
+    """Share of the requests whose rows the shadow model predicts (0..1), drawn at random."""
+
+    shadow_queue_rows: int = Field(default=10_000, ge=1)
+    """Most rows waiting for the shadow model; beyond it a request's rows are not shadowed
+    (counted in shadow_rows_dropped_total), so a slow or stuck shadow costs the served answers
+    nothing."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 
@@ -255,6 +270,11 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         return value.strip()
+
+    @field_validator("shadow_model_uri")
+    @classmethod
+    def _check_shadow_uri(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None and value.strip() else None
 
     @model_validator(mode="after")
     def _one_model(self) -> Settings:

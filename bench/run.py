@@ -36,6 +36,9 @@ scoring-server route with the same body, checked to answer as /predict does (ben
 case (c)'s csv shape sends the 1000 rows as text/csv to the API's and mlflow's /invocations.
 With --monitoring, case (b) also drives "api (drift off)": the API with DRIFT_METRICS=false, and
 then /metrics of a 50-feature model is fetched for its size and scrape time (bench/monicost.py).
+With --shadow, case (b) also drives "api (shadow)": the API with a shadow model on every row
+(SHADOW_SAMPLE=1.0), and case (c) "api (shadow 0.1)" (SHADOW_SAMPLE=0.1); their rows shadowed
+and dropped are read from their /metrics (bench/shadowcost.py).
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
 large requests, against MLflow given as many.
@@ -83,13 +86,15 @@ import against  # noqa: E402  (bench/, this script's folder)
 import invocost  # noqa: E402
 import logcost  # noqa: E402  (bench/, this script's folder)
 import monicost  # noqa: E402
+import shadowcost  # noqa: E402
 import v2cost  # noqa: E402
 
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
 SERVERS = (
-    "api", monicost.SERVER, v2cost.SERVER, invocost.SERVER, logcost.SERVER, "mlflow", "floor"
+    "api", monicost.SERVER, shadowcost.SERVER, shadowcost.SAMPLED, v2cost.SERVER,
+    invocost.SERVER, logcost.SERVER, "mlflow", "floor",
 )  # fmt: skip
 
 
@@ -279,6 +284,12 @@ def start_servers(
         start(baseline.server, api, extra, "/predict", "/readyz")
     if monicost.SERVER in which:
         start(monicost.SERVER, api, {"MODEL_URI": MODEL_URI, **monicost.ENV}, "/predict", "/readyz")
+    if shadowcost.SERVER in which:
+        extra = {"MODEL_URI": MODEL_URI, **shadowcost.env(MODEL_URI)}
+        start(shadowcost.SERVER, api, extra, "/predict", "/readyz")
+    if shadowcost.SAMPLED in which:
+        extra = {"MODEL_URI": MODEL_URI, **shadowcost.env(MODEL_URI, shadowcost.SAMPLE)}
+        start(shadowcost.SAMPLED, api, extra, "/predict", "/readyz")
     if logcost.SERVER in which and log_url is not None:
         extra = {"MODEL_URI": MODEL_URI, "PREDICTION_LOG_URL": log_url}
         start(logcost.SERVER, api, extra, "/predict", "/readyz")
@@ -846,6 +857,8 @@ def report(doc: dict[str, Any]) -> str:
         lines += ["", *invocost.report_lines(doc["cases"])]
     if doc["options"].get("monitoring"):
         lines += ["", *monicost.report_lines(doc["cases"], doc.get("monitoring_scrapes", []))]
+    if doc["options"].get("shadow"):
+        lines += ["", *shadowcost.report_lines(doc["cases"])]
     return "\n".join(lines)
 
 
@@ -901,6 +914,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " scrape time for a 50-feature model; see bench/monicost.py",
     )  # fmt: skip
     parser.add_argument(
+        "--shadow", action="store_true",
+        help="case (b) also against the API with a shadow model on every row (SHADOW_SAMPLE=1.0),"
+        " case (c) with SHADOW_SAMPLE=0.1; see bench/shadowcost.py",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="measure every server this many times per case, in alternating order, and report"
         " the median round (1)",
@@ -913,6 +931,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
     only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER, monicost.SERVER}
+    only -= {shadowcost.SERVER, shadowcost.SAMPLED}
+    if args.shadow:
+        only.add(shadowcost.SERVER)
+        if shadowcost.SAMPLED_CASE in {x.strip() for x in args.cases.split(",")}:
+            only.add(shadowcost.SAMPLED)
     if args.monitoring:
         only.add(monicost.SERVER)
     if args.invocations:
@@ -940,6 +963,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--v2 compares with the API in case ({v2cost.CASE}): keep both")
     if args.monitoring and ("api" not in args.only or monicost.CASE not in args.cases):
         parser.error(f"--monitoring compares with the API in case ({monicost.CASE}): keep both")
+    if args.shadow and ("api" not in args.only or shadowcost.CASE not in args.cases):
+        parser.error(f"--shadow compares with the API in case ({shadowcost.CASE}): keep both")
     if args.invocations and ("api" not in args.only or invocost.CASE not in args.cases):
         parser.error(f"--invocations compares with the API in case ({invocost.CASE}): keep both")
     if args.against and "api" not in args.only:
@@ -977,7 +1002,11 @@ def measure_one(
     logged = server == logcost.SERVER and log_db is not None and tally
     if logged and log_db:
         before = logcost.baseline(urls[server], log_db)
+    shadowing = server in (shadowcost.SERVER, shadowcost.SAMPLED)
+    shadowed = shadowcost.counts(urls[server]) if shadowing else None
     result = measure(wrk_binary, url, sent, case, args.duration, proc.pid, kind)
+    if shadowed is not None:
+        result["shadow"] = shadowcost.tally(shadowed, shadowcost.counts(urls[server]))
     if proc.poll() is not None:
         raise BenchError(f"{server} exited ({proc.returncode}) during case ({case.name})")
     if logged and log_db:
@@ -1008,6 +1037,7 @@ def run(args: argparse.Namespace) -> int:
         "cases": {},
     }
     doc["options"]["log"] = args.log
+    doc["options"]["shadow"] = args.shadow
     doc["options"]["c_shapes"] = args.c_shapes
     if "c" in args.cases:
         doc["one_core"] = one_core_limit(many, max(args.duration / 2, 2.0))
@@ -1061,6 +1091,8 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     if server == monicost.SERVER and name != monicost.CASE:
                         continue
+                    if not shadowcost.measured_in(server, name):
+                        continue
                     if skips_shape(server, shape):
                         continue
                     if is_with_workers(server) and name != "c":
@@ -1093,6 +1125,7 @@ def run(args: argparse.Namespace) -> int:
     doc["v2_targets"] = v2cost.targets(doc["cases"]) if args.v2 else []
     doc["invocations_targets"] = invocost.targets(doc["cases"]) if args.invocations else []
     doc["monitoring_targets"] = monicost.targets(doc["cases"]) if args.monitoring else []
+    doc["shadow_targets"] = shadowcost.targets(doc["cases"]) if args.shadow else []
     if args.monitoring:
         doc["monitoring_scrapes"] = monicost.scrape_cost(_serving)
     out = RESULTS / f"{stamp}.json"
@@ -1106,6 +1139,7 @@ def run(args: argparse.Namespace) -> int:
         + doc["v2_targets"]
         + doc["invocations_targets"]
         + doc["monitoring_targets"]
+        + doc["shadow_targets"]
     ]
     return 1 if any(passed is False for passed in verdicts) else 0
 

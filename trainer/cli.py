@@ -1,7 +1,8 @@
-"""`python -m trainer <command>`: train, evaluate, seed-db, create-bucket, report.
+"""`python -m trainer <command>`: train, evaluate, promote, seed-db, create-bucket, report.
 
 Expected failures end with one `error: ...` line on stderr and exit 1; usage errors, and a
-command whose extra is not installed, exit 2.
+command whose extra is not installed, exit 2; `promote` refused by its gate prints the decision
+and exits 3.
 Only the command's result goes to stdout; anything libraries print goes to stderr.
 
 This module is the entry point (settings, logging, running the chosen command and turning its
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             output = handler(args, parser)
     except TrainerError as exc:
+        refused = getattr(exc, "output", None)
+        if refused is not None:  # promote: the decision is the output, the refusal exits 3
+            sys.stdout.write(f"{refused}\n")
         sys.stderr.write(f"error: {scrub(str(exc))}\n")
-        return 1
+        return 3 if refused is not None else 1
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130

@@ -36,6 +36,13 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     source = data.parse_source(args.data)
     if source.kind == "csv" and not Path(source.location).is_file():
         raise TrainerError(f"CSV file not found: {source.location}")
+    if source.kind == "log":
+        if not args.log_url:
+            parser.error("--data log needs --log-url (or TRAINER_LOG_URL)")
+        if urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+            raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    elif args.since or args.until or args.with_training:
+        parser.error("--since, --until and --with-training need --data log")
     out_dir = args.data_out.parent
     if not out_dir.is_dir():
         raise TrainerError(f"cannot write {args.data_out}: folder {out_dir} does not exist")
@@ -55,7 +62,31 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     )
 
     def load() -> data.Dataset:
+        if source.kind == "log":
+            return load_log()
         return data.load(source, label=args.label, table=args.table, limit=args.limit)
+
+    def load_log() -> data.Dataset:
+        """(In the run) the log's labelled rows, recorded as the run's params and tags."""
+        from trainer import logdata
+
+        rows = logdata.read(args.log_url, label=args.label, since=args.since, until=args.until)
+        training = []
+        if args.with_training:
+            for run_id in rows.runs:
+                found = tracking.training_rows(run_id)
+                training.append(found.frame.rename(columns={found.label: args.label}))
+        with_training = ",".join(rows.runs) if args.with_training else ""
+        tracking.record_data(
+            {**rows.params(args.log_url, args.since, args.until), "with_training": with_training},
+            {
+                "training.data": "prediction log",
+                "training.label_source": "POST /feedback",
+                "training.log_rows": str(len(rows.frame)),
+                "training.log_range": f"{rows.first.isoformat()} .. {rows.last.isoformat()}",
+            },
+        )
+        return logdata.dataset(rows, args.label, training)
 
     target = tracking.configure()
     with tracking.translated_errors(target):
@@ -111,6 +142,42 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str
         drift_baseline = tracking.run_baseline(logged.run_id)
     summary = report.build(logged, training, args.output, drift_baseline)
     return json.dumps(summary.as_dict()) if args.json else summary.line()
+
+
+def cmd_promote(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    from trainer import data, promotion, tracking
+    from trainer.gate import Gate
+
+    if args.evidence == "shadow" and not args.log_url:
+        parser.error("--evidence shadow needs --log-url (or TRAINER_LOG_URL)")
+    if args.log_url and urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+        raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    gate = Gate(min_rows=args.min_rows, min_gain=args.min_gain, alpha=args.alpha)
+    target = tracking.configure()
+    with tracking.translated_errors(target):
+        versions = promotion.resolve(args.name, args.champion, args.challenger)
+        evidence = None
+        if args.evidence != "holdout" and args.log_url:
+            evidence = promotion.shadow_rows(args.log_url, versions)
+            if args.evidence == "auto" and not evidence.champion_right:
+                evidence = None  # no live rows both predicted: the held-out rows
+        if evidence is None:
+            source = data.parse_source(args.data)
+            dataset = data.load(source, label=args.label, table=args.table, limit=args.limit)
+            x, y = promotion.held_out(dataset, args.train_size, args.random_state)
+
+            def predict(version: str, rows: Any) -> list[Any]:
+                model = tracking.load_model(f"models:/{args.name}/{version}")
+                return list(model.predict(rows))
+
+            evidence = promotion.holdout_rows(x, y, predict, versions)
+        result = promotion.decide(evidence, gate)
+        decision = promotion.record(versions, evidence, result, gate)
+        promotion.apply(decision, versions)
+    output = json.dumps(decision) if args.json else promotion.text(decision)
+    if not result.promote:
+        raise promotion.Refused(result.reason, output)
+    return output
 
 
 def cmd_seed_db(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

@@ -16,6 +16,8 @@ from sklearn.datasets import load_iris
 from trainer.errors import TrainerError, first_line, redact
 
 BUILTIN = "iris"
+LOG = "log"
+"""The API's prediction log (its labelled rows): `train --data log --log-url ...`."""
 POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
 # Bookkeeping columns of the seed's table: never features.
 NON_FEATURES = ("id", "timestamp")
@@ -25,7 +27,7 @@ CONNECT_TIMEOUT_S = 10
 
 @dataclass(frozen=True)
 class Source:
-    """Where the data comes from: kind is "builtin", "csv" or "postgres"."""
+    """Where the data comes from: kind is "builtin", "csv", "postgres" or "log"."""
 
     kind: str
     location: str
@@ -54,6 +56,8 @@ def parse_source(spec: str) -> Source:
         raise TrainerError("the data source is empty: give iris, a CSV path or a Postgres URL")
     if spec == BUILTIN:
         return Source("builtin", spec)
+    if spec == LOG:
+        return Source("log", spec)
     scheme = urlsplit(spec).scheme if "://" in spec else ""
     if scheme in POSTGRES_SCHEMES:
         return Source("postgres", spec)
@@ -67,6 +71,8 @@ def parse_source(spec: str) -> Source:
 
 def load(source: Source, *, label: str, table: str, limit: int) -> Dataset:
     """Load a data source; `table` and `limit` apply to Postgres only."""
+    if source.kind == "log":
+        raise TrainerError("--data log is read by train only (with --log-url)")
     if source.kind == "builtin":
         return to_dataset(iris_frame(), label=label, origin="the built-in iris data")
     if source.kind == "csv":

@@ -39,6 +39,12 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
     parser.set_defaults(extra=TRAINER)
     add_train(subcommands.add_parser("train", help="fit the model and log it to MLflow"), s)
     add_evaluate(subcommands.add_parser("evaluate", help="score a logged model on the data CSV"), s)
+    add_promote(
+        subcommands.add_parser(
+            "promote", help="move @champion to @challenger if it is better on the same rows"
+        ),
+        s,
+    )
     add_seed_db(
         subcommands.add_parser("seed-db", help="create and fill the iris table in Postgres"), s
     )
@@ -60,6 +66,29 @@ def build_parser(settings: TrainerSettings | None = None) -> argparse.ArgumentPa
 def add_train(train: argparse.ArgumentParser, s: TrainerSettings) -> None:
     train.set_defaults(handler=commands.cmd_train)
     add_source(train, s)
+    log = train.add_argument_group("prediction log (--data log)")
+    log.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the API's prediction log (default: TRAINER_LOG_URL)",
+    )
+    log.add_argument(
+        "--since",
+        type=iso_time,
+        default=None,
+        help="only rows logged from this ISO 8601 time on (UTC unless given; default: all)",
+    )
+    log.add_argument(
+        "--until",
+        type=iso_time,
+        default=None,
+        help="only rows logged before this ISO 8601 time (default: all)",
+    )
+    log.add_argument(
+        "--with-training",
+        action="store_true",
+        help="add the training rows of the runs whose models made the logged predictions",
+    )
     add_split(train, s)
     hyper = train.add_argument_group("SVC hyper-parameters")
     hyper.add_argument("--C", dest="C", type=positive_float, default=1.0, help="default: 1.0")
@@ -86,6 +115,54 @@ def add_evaluate(evaluate: argparse.ArgumentParser, s: TrainerSettings) -> None:
     add_label(evaluate, s)
     add_split(evaluate, s)
     add_json(evaluate)
+
+
+def add_promote(promote: argparse.ArgumentParser, s: TrainerSettings) -> None:
+    promote.set_defaults(handler=commands.cmd_promote)
+    promote.add_argument("name", metavar="NAME", help="registered model name")
+    promote.add_argument(
+        "--challenger", default="challenger", help="alias of the challenger (default: %(default)s)"
+    )
+    promote.add_argument(
+        "--champion", default=s.alias, help="alias of the champion (default: %(default)s)"
+    )
+    gate = promote.add_argument_group("the gate")
+    gate.add_argument(
+        "--min-rows",
+        type=positive_int,
+        default=100,
+        help="fewest labelled rows both predicted (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--min-gain",
+        type=non_negative_float,
+        default=0.0,
+        help="accuracy gain the challenger must beat, beyond sampling error (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="one-sided chance of promoting a challenger no better than --min-gain"
+        " (default: %(default)s)",
+    )
+    evidence = promote.add_argument_group("evidence")
+    evidence.add_argument(
+        "--evidence",
+        choices=("auto", "shadow", "holdout"),
+        default="auto",
+        help="shadow: the live labelled rows both predicted (prediction log); holdout: the"
+        " held-out part of --data, scored by both; auto: shadow when there are such rows"
+        " (default: %(default)s)",
+    )
+    evidence.add_argument(
+        "--log-url",
+        default=s.log_url or None,
+        help="postgresql:// URL of the prediction log (default: TRAINER_LOG_URL)",
+    )
+    add_source(promote, s, data_out=False)
+    add_split(promote, s)
+    add_json(promote)
 
 
 def add_seed_db(seed: argparse.ArgumentParser, s: TrainerSettings) -> None:
@@ -154,12 +231,13 @@ def add_report(report: argparse.ArgumentParser, s: TrainerSettings) -> None:
 # -- option groups shared by, or grouped within, the subcommands -------------------------------
 
 
-def add_source(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
+def add_source(parser: argparse.ArgumentParser, s: TrainerSettings, data_out: bool = True) -> None:
     source = parser.add_argument_group("data")
     source.add_argument(
         "--data",
         default=s.data,
-        help="iris (built in), a CSV path or a postgresql:// URL (default: TRAINER_DATA or iris)",
+        help="iris (built in), a CSV path, a postgresql:// URL, or (train) log: the labelled"
+        " rows of the prediction log (default: TRAINER_DATA or iris)",
     )
     source.add_argument("--table", default=s.table, help="Postgres table (default: %(default)s)")
     add_label(source, s)
@@ -169,6 +247,8 @@ def add_source(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
         default=s.limit,
         help="latest rows by id read from Postgres (default: %(default)s)",
     )
+    if not data_out:
+        return
     source.add_argument(
         "--data-out",
         type=Path,

@@ -43,7 +43,8 @@ class TrainerSettings(BaseSettings):
     bucket_timeout: float = 60.0
     """Seconds create-bucket keeps retrying while the S3 endpoint is unreachable."""
     log_url: str = ""
-    """postgresql:// URL of the API's prediction log, read by `report` (may hold a password)."""
+    """postgresql:// URL of the API's prediction log, read by `report`, `promote` and `train --data
+    log` (may hold a password)."""
     log_level: str = "WARNING"
     """Log level of the trainer; MLflow's and the HTTP libraries' own logs show from INFO."""
 

@@ -226,6 +226,12 @@ def train(job: TrainingJob, load: Callable[[], Dataset], target: Target) -> Trai
     return result
 
 
+def record_data(params: dict[str, Any], tags: dict[str, str]) -> None:
+    """What the active run was trained on, beyond the data params logged at its start."""
+    mlflow.log_params(params)
+    mlflow.set_tags(tags)
+
+
 def register(model_uri: str, job: TrainingJob, result: TrainResult) -> None:
     """Register the model as a new version of `job.registered_name`, aliased `job.alias` if set.
 

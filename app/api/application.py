@@ -30,6 +30,7 @@ from app.protocols.invocations.lane import InvocationsLane
 from app.protocols.predict.lane import PATH, PredictLane
 from app.protocols.v2.lane import V2_TREE, V2Lane
 from app.serving.loader import Loader
+from app.serving.shadow import Shadow
 from app.serving.slot import ModelSlot, PredictorFactory
 from app.serving.workers import answer_requests, mark_ready, mark_reloadable, reload_worker
 from app.settings import Settings, get_settings
@@ -143,8 +144,19 @@ def create_app(
         settings, factory, metrics, cache=cache, on_ready=mark_ready, on_install=recorder.serve
     )
     loader = Loader(slot, on_fatal=on_fatal)
+    shadow = None
+    if settings.shadow_model_uri is not None:
+        shadow_uri = settings.shadow_model_uri
+        shadow = Shadow(
+            settings,
+            lambda: MlflowPredictor(shadow_uri, tracking_uri=tracking_uri),
+            metrics,
+            recorder,
+            cache=cache,
+        )
+        slot.companion = shadow
 
-    lifespan = _lifespan(slot, loader, recorder, log)
+    lifespan = _lifespan(slot, loader, recorder, log, shadow)
 
     app = ServingApp(
         title="model-serving",
@@ -156,7 +168,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    plane = DataPlane(slot, recorder)
+    plane = DataPlane(slot, recorder, shadow)
     app.serve_lanes(
         {
             PATH: PredictLane(plane, settings),
@@ -168,6 +180,7 @@ def create_app(
     app.state.slot = slot
     app.state.loader = loader
     app.state.recorder = recorder
+    app.state.shadow = shadow
     app.state.metrics = metrics
     add_routes(app, admin_routes=settings.api_key is not None)
     install_error_handlers(app)
@@ -190,15 +203,21 @@ def _model_cache(settings: Settings) -> ModelCache | None:
 
 
 def _lifespan(
-    slot: ModelSlot, loader: Loader, recorder: Recorder, log: PredictionLog | None
+    slot: ModelSlot,
+    loader: Loader,
+    recorder: Recorder,
+    log: PredictionLog | None,
+    shadow: Shadow | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start: loading, recording and the log writer in the background. Stop: write what was
-    recorded, then release the model."""
+    """Start: loading (the served model's, the shadow's), recording and the log writer in the
+    background. Stop: the shadow, then write what was recorded, then release the model."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         slot.spawn(loader.run(), "model-loader")
         await recorder.start()
+        if shadow is not None:
+            await shadow.start()
         if log is not None:
             log.start()
         hangup = _reload_on_hangup(slot)
@@ -209,6 +228,8 @@ def _lifespan(
                 mark_reloadable(False)
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # not the default: terminate
+            if shadow is not None:
+                await shadow.stop()
             await recorder.flush()
             await slot.stop()
             if log is not None:
@@ -225,6 +246,7 @@ def _reload_on_hangup(slot: ModelSlot) -> bool:
     async def reload() -> None:
         if await answer_requests(lambda force: reload_worker(slot, force)):
             return
+        await slot.reload_companion(False)
         try:
             result = await slot.reload()
         except ServiceError as exc:

@@ -38,6 +38,7 @@ class Metrics:
         self._http(self.registry)
         self._model(self.registry)
         self._monitoring(self.registry)
+        self._shadow(self.registry)
         self._info_labels: tuple[str, ...] | None = None
         # labels() costs a lock and a validation per call: keep the children per key.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -143,6 +144,60 @@ class Metrics:
             "prediction_log_write_failures", "Failed writes to the prediction log (retried).",
             registry=r,
         )  # fmt: skip
+
+    def _shadow(self, r: CollectorRegistry) -> None:
+        """The shadow model (SHADOW_MODEL_URI) beside the served one: counts by version pair
+        (the served model's name and version, the shadow's), so that agreement and accuracy
+        over the fleet are recording rules on them."""
+        pair = ["model", "version", "shadow_model", "shadow_version"]
+        self.shadow_info = Gauge(
+            "shadow_model_info", "The shadow model (value 1), by identity.",
+            ["shadow_model", "shadow_version", "alias", "run_id", "uri"], registry=r,
+            multiprocess_mode="livemax",
+        )  # fmt: skip
+        self.shadow_rows = Counter(
+            "shadow_rows", "Served rows the shadow model predicted too, by version pair.",
+            pair, registry=r,
+        )  # fmt: skip
+        self.shadow_agreeing = Counter(
+            "shadow_agreeing_rows",
+            "Shadowed rows where the shadow's prediction equals the served one.", pair, registry=r,
+        )  # fmt: skip
+        self.shadow_dropped = Counter(
+            "shadow_rows_dropped",
+            "Rows of sampled requests not shadowed: SHADOW_QUEUE_ROWS rows were waiting.",
+            registry=r,
+        )  # fmt: skip
+        self.shadow_failures = Counter(
+            "shadow_failed_rows",
+            "Rows the shadow model failed to predict (it raised, or answered another number).",
+            ["shadow_model", "shadow_version"], registry=r,
+        )  # fmt: skip
+        self.shadow_feedback = Counter(
+            "shadow_feedback_rows",
+            "Labelled rows (POST /feedback) both models predicted, by version pair and by the"
+            " served and the shadow prediction's outcome (right or wrong): a paired table.",
+            [*pair, "served", "shadow"], registry=r,
+        )  # fmt: skip
+        self.shadow_reloads = Counter(
+            "shadow_model_reloads", "Reloads of the shadow model, by result.",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.shadow_load_failures = Counter(
+            "shadow_model_load_failures", "Failed attempts to load the shadow model.",
+            registry=r,
+        )  # fmt: skip
+        self._shadow_labels: tuple[str, ...] | None = None
+
+    def observe_shadow(self, identity: dict[str, Any]) -> None:
+        """Record that the model with this identity is now the shadow."""
+        if self._shadow_labels is not None:
+            self.shadow_info.labels(*self._shadow_labels).set(0)
+        self._shadow_labels = (
+            identity["name"], identity.get("version") or "", identity.get("alias") or "",
+            identity.get("run_id") or "", identity["uri"],
+        )  # fmt: skip
+        self.shadow_info.labels(*self._shadow_labels).set(1)
 
     def count_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP answer, by route template, method and status."""

@@ -15,19 +15,27 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio.to_thread
 
 from app.model.failures import one_line
 from app.monitoring.metrics import Metrics
-from model_serving.prediction_log import DDL, FEEDBACK_TABLE, LOG_COLUMNS, LOG_TABLE
+from model_serving.prediction_log import (
+    DDL,
+    FEEDBACK_TABLE,
+    LOG_COLUMNS,
+    LOG_TABLE,
+    SHADOW_COLUMNS,
+    SHADOW_TABLE,
+)
 
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 20_000
 _COPY = f"COPY {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) FROM STDIN"
+_COPY_SHADOW = f"COPY {SHADOW_TABLE} ({', '.join(SHADOW_COLUMNS)}) FROM STDIN"
 
 
 def copy_field(text: str) -> str:
@@ -42,6 +50,7 @@ class PredictionLog:
         self._url = url
         self.metrics = metrics
         self._lines: list[str] = []
+        self._shadow: list[str] = []  # the shadow model's rows (its own table)
         # The queue is only touched on the event loop (the recorder adds, the writer task takes
         # and gives back); only _write runs on a worker thread, and it reads just its batch.
         self._db = threading.Lock()  # one connection, used by one thread at a time
@@ -54,19 +63,29 @@ class PredictionLog:
     def waiting(self) -> int:
         return len(self._lines)
 
+    @property
+    def shadow_waiting(self) -> int:
+        return len(self._shadow)
+
     def add(self, lines: list[str]) -> None:
         """Queue rows (called on the event loop, by the recorder's drain)."""
         self._lines.extend(lines)
 
+    def add_shadow(self, lines: list[str]) -> None:
+        """Queue the shadow model's rows (on the event loop, by the recorder's drain)."""
+        self._shadow.extend(lines)
+
     def wake(self) -> None:
         self._wake.set()
 
-    def _take(self) -> list[str]:
+    def _take(self) -> tuple[list[str], list[str]]:
         batch, self._lines = self._lines[:BATCH_ROWS], self._lines[BATCH_ROWS:]
-        return batch
+        shadow, self._shadow = self._shadow[:BATCH_ROWS], self._shadow[BATCH_ROWS:]
+        return batch, shadow
 
-    def _giveback(self, batch: list[str]) -> None:
-        self._lines[:0] = batch
+    def _giveback(self, batch: tuple[list[str], list[str]]) -> None:
+        self._lines[:0] = batch[0]
+        self._shadow[:0] = batch[1]
 
     def _connect(self) -> Any:
         import psycopg2
@@ -79,12 +98,16 @@ class PredictionLog:
             self._table_ready = True
         return self._conn
 
-    def _write(self, batch: list[str]) -> None:
+    def _write(self, batch: tuple[list[str], list[str]]) -> None:
+        lines, shadow = batch
         with self._db:
             conn = self._connect()
             try:
                 with conn, conn.cursor() as cur:
-                    cur.copy_expert(_COPY, io.StringIO("".join(batch)))
+                    if lines:
+                        cur.copy_expert(_COPY, io.StringIO("".join(lines)))
+                    if shadow:
+                        cur.copy_expert(_COPY_SHADOW, io.StringIO("".join(shadow)))
             except Exception:
                 conn.close()
                 raise
@@ -96,11 +119,11 @@ class PredictionLog:
         """Write what is queued, forever; failures are retried with backoff."""
         delay = 0.5
         while True:
-            if not self._lines:
+            if not self._lines and not self._shadow:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take()
-            if not batch:
+            if not batch[0] and not batch[1]:
                 continue
             try:
                 await anyio.to_thread.run_sync(self._write, batch)
@@ -109,13 +132,13 @@ class PredictionLog:
                 self.metrics.log_failures.inc()
                 logger.warning(
                     "prediction log: write of %d rows failed (%s); retrying in %.1fs",
-                    len(batch), _reason(exc), delay,
+                    len(batch[0]) + len(batch[1]), _reason(exc), delay,
                 )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(30.0, delay * 2)
                 continue
             delay = 0.5
-            self.metrics.log_written.inc(len(batch))
+            self.metrics.log_written.inc(len(batch[0]))
 
     async def flush(self, timeout: float) -> None:
         """Stop the background writer; write what is queued, for at most `timeout` seconds."""
@@ -124,7 +147,7 @@ class PredictionLog:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        while self._lines and time.monotonic() < deadline:
+        while (self._lines or self._shadow) and time.monotonic() < deadline:
             batch = self._take()
             try:
                 await asyncio.wait_for(
@@ -135,7 +158,7 @@ class PredictionLog:
                 self._giveback(batch)
                 logger.error("prediction log: could not flush on shutdown: %s", _reason(exc))
                 break
-            self.metrics.log_written.inc(len(batch))
+            self.metrics.log_written.inc(len(batch[0]))
         if self._lines:
             logger.error("prediction log: %d rows not written at shutdown", len(self._lines))
 
@@ -172,6 +195,8 @@ class Claim:
     model: str = ""
     version: str = ""
     predictions: tuple[Any, ...] = ()
+    shadow: tuple[str, str, tuple[Any, ...]] | None = None
+    """The shadow model's name, version and predictions of the request's rows, if logged."""
 
 
 def _claim(cur: Any, extras: Any, request_id: str, labels: list[Any], fetch: bool) -> Claim:
@@ -190,6 +215,15 @@ def _claim(cur: Any, extras: Any, request_id: str, labels: list[Any], fetch: boo
         found = Claim("claimed", rows[0][1], rows[0][2] or "", tuple(r[0] for r in rows))
         if len(rows) != len(labels):
             return Claim("mismatch", found.model, found.version, found.predictions)
+        cur.execute(
+            f"SELECT prediction, model_name, model_version FROM {SHADOW_TABLE}"
+            " WHERE request_id = %s ORDER BY row_index",
+            (request_id,),
+        )
+        shadow = cur.fetchall()
+        if len(shadow) == len(rows):
+            predictions = tuple(r[0] for r in shadow)
+            found = replace(found, shadow=(shadow[0][1], shadow[0][2] or "", predictions))
     cur.execute(
         f"INSERT INTO {FEEDBACK_TABLE} (request_id, row_index, label) VALUES (%s, 0, %s)"
         " ON CONFLICT (request_id, row_index) DO NOTHING",

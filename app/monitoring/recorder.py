@@ -7,12 +7,15 @@ with an append each, on the event loop. With the prediction log on, it also queu
 observation. A background task, every quarter second, bins the rows the drift counter took
 and, on the event loop a slice at a time, turns what was queued into the log's rows. When too
 many rows wait (the log's database slow or down), new requests' rows are dropped from the log
-and counted; nothing waits for them.
+and counted; nothing waits for them. The shadow model's predictions (`app.serving.shadow`) come
+from its own thread through `record_shadow()`, and are taken on the same tick: kept beside the
+served ones for POST /feedback, and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Sequence
@@ -42,6 +45,17 @@ class Observation:
     request_id: str
     predictor: Predictor
     data: np.ndarray | pd.DataFrame
+    predictions: list[Any]
+    seconds: float
+
+
+@dataclass(slots=True)
+class ShadowObservation:
+    """The shadow model's predictions of a served request's rows."""
+
+    at: float
+    request_id: str
+    predictor: Predictor
     predictions: list[Any]
     seconds: float
 
@@ -96,6 +110,7 @@ class Recorder:
         self._pending_rows = 0
         self._limit = settings.prediction_log_queue_rows
         self._model_fields: dict[int, str] = {}
+        self._shadowed: collections.deque[ShadowObservation] = collections.deque()
         self._task: asyncio.Task[None] | None = None
 
     def serve(self, predictor: Predictor) -> None:
@@ -131,6 +146,39 @@ class Recorder:
         )
         self._pending_rows += count
 
+    def record_shadow(
+        self, request_id: str, predictor: Predictor, predictions: list[Any], seconds: float
+    ) -> None:
+        """The shadow's predictions of a request's rows (called on the shadow's thread: a
+        deque's append is atomic; the event loop takes them on its next tick)."""
+        self._shadowed.append(
+            ShadowObservation(time.time(), request_id, predictor, predictions, seconds)
+        )
+
+    async def _drain_shadow(self) -> None:
+        """Keep what the shadow predicted beside the served predictions, and queue its log
+        rows (dropped and counted when the log's queue is full); a slice at a time."""
+        taken = [self._shadowed.popleft() for _ in range(len(self._shadowed))]
+        for start in range(0, len(taken), SLICE):
+            lines: list[str] = []
+            for seen in taken[start : start + SLICE]:
+                identity = seen.predictor.identity
+                key = (identity.name, identity.version or "")
+                self.recent.add_shadow(seen.request_id, key, seen.predictions)
+                if self.log is None:
+                    continue
+                if self.log.shadow_waiting + len(lines) + len(seen.predictions) > self._limit:
+                    self.metrics.log_dropped.inc(len(seen.predictions))
+                    continue
+                head = f"{_timestamp(seen.at)}\t{seen.request_id}\t"
+                model = self._model_field(seen.predictor)
+                tail = f"\t{seen.seconds * 1000:.3f}\n"
+                outputs = _outputs(seen.predictions)
+                lines.extend(f"{head}{i}\t{model}\t{out}{tail}" for i, out in enumerate(outputs))
+            if self.log is not None:
+                self.log.add_shadow(lines)
+            await asyncio.sleep(0)
+
     async def start(self) -> None:
         await self.siblings.start()
         self._task = asyncio.get_running_loop().create_task(self.run(), name="recorder")
@@ -139,6 +187,7 @@ class Recorder:
         while True:
             await asyncio.sleep(TICK)
             self.drift.flush()
+            await self._drain_shadow()
             await self._drain()
 
     async def _drain(self) -> None:
@@ -152,7 +201,7 @@ class Recorder:
             self.log.add(self._log_lines(batch[start : start + SLICE]))
             await asyncio.sleep(0)
         self.metrics.log_queue.set(self.log.waiting + self._pending_rows)
-        if self.log.waiting:
+        if self.log.waiting or self.log.shadow_waiting:
             self.log.wake()
 
     async def flush(self) -> None:
@@ -164,6 +213,7 @@ class Recorder:
             self._task = None
         await self.siblings.stop()
         self.drift.flush()
+        await self._drain_shadow()
         await self._drain()
         if self.log is not None:
             await self.log.flush(self.settings.prediction_log_flush_seconds)

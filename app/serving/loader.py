@@ -94,7 +94,7 @@ class Loader:
             self.slot.spawn(self.slot.poll(interval), "alias-poller")
 
     def _failed(self, error: LoadError) -> None:
-        self.slot.metrics.load_failures.inc()
+        self.slot.count_load_failure()
         self.slot.last_error = str(error)
         if error.unreachable:
             self.slot.mark_registry(reachable=False)
@@ -156,8 +156,8 @@ class Loader:
     def _give_up(self, error: LoadError, attempts: int, budget: float) -> None:
         why = "cannot be loaded" if error.permanent else f"not loaded after {budget:g}s"
         logger.critical(
-            "giving up: model %s %s (%d attempt%s): %s",
-            self.slot.settings.resolved_model_uri, why, attempts,
+            "giving up: %s %s %s (%d attempt%s): %s",
+            self.slot.role, self.slot.settings.resolved_model_uri, why, attempts,
             "" if attempts == 1 else "s", error,
         )  # fmt: skip
         if self.on_fatal is not None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 
@@ -33,6 +33,15 @@ logger = logging.getLogger(__name__)
 PredictorFactory = Callable[[], Predictor]
 
 
+class Companion(Protocol):
+    """A model served beside the slot's (the shadow model): reloaded with it on POST
+    /admin/reload and SIGHUP, and described in /model-info."""
+
+    async def reload(self, *, force: bool = False) -> dict[str, Any] | None: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
 def _reachability(reachable: bool | None) -> str | None:
     return None if reachable is None else ("reachable" if reachable else "unreachable")
 
@@ -49,6 +58,9 @@ def same_model(target: ModelIdentity, serving: ModelIdentity) -> bool:
 
 class ModelSlot:
     """Holds the serving model; installs, reloads, polls and retires models."""
+
+    role = "model"
+    """What the slot's model is, in log lines."""
 
     def __init__(
         self,
@@ -71,6 +83,8 @@ class ModelSlot:
         self.metrics = metrics
         self.factory = factory
         self.last_error: str | None = None
+        self.companion: Companion | None = None
+        """Reloaded with this slot's model on request, and shown beside it (the shadow)."""
         self._active: ServedModel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
@@ -105,9 +119,9 @@ class ModelSlot:
         active = ServedModel.make(predictor, self.settings, self.metrics, self.executor, source)
         self.on_install(predictor)
         old, self._active = self._active, active
-        self.metrics.observe_model(identity, float(predictor.describe().get("load_seconds") or 0))
-        self.metrics.observe_source(source)
-        self.on_ready(True)
+        self._observe_install(
+            identity, float(predictor.describe().get("load_seconds") or 0), source
+        )
         self.last_error = None
         if source == "registry":
             self.mark_registry(reachable=True)
@@ -120,6 +134,23 @@ class ModelSlot:
             )
             self.spawn(starting, "model-processes")
         return old
+
+    def _observe_install(self, identity: dict[str, Any], load_seconds: float, source: str) -> None:
+        """The metrics and marks of a model that starts serving."""
+        self.metrics.observe_model(identity, load_seconds)
+        self.metrics.observe_source(source)
+        self.on_ready(True)
+
+    def _observe_stop(self) -> None:
+        self.metrics.ready.set(0)
+        self.on_ready(False)
+
+    def count_reload(self, result: str) -> None:
+        """One reload, by result: success, unchanged, failure."""
+        self.metrics.reloads.labels(result).inc()
+
+    def count_load_failure(self) -> None:
+        self.metrics.load_failures.inc()
 
     def mark_registry(self, *, reachable: bool) -> None:
         self.registry_reachable = reachable
@@ -167,8 +198,7 @@ class ModelSlot:
         if active is not None:
             await self.retire(active, timeout=0)
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.metrics.ready.set(0)
-        self.on_ready(False)
+        self._observe_stop()
 
     async def reload(self, *, force: bool = False) -> dict[str, Any]:
         """Load what the model URI means now and swap it in; the old model serves meanwhile.
@@ -184,19 +214,19 @@ class ModelSlot:
                 )
                 self.mark_registry(reachable=True)
                 if not force and same_model(target, previous):
-                    self.metrics.reloads.labels("unchanged").inc()
+                    self.count_reload("unchanged")
                     return {"status": "unchanged", "model": previous.as_dict(), "previous": None}
                 await run_in_daemon(candidate.load, name="model-load", abandoned=candidate.close)
             except Exception as exc:
                 error = explain(exc)
                 self.mark_registry(reachable=not error.unreachable)
                 candidate.close()
-                self.metrics.reloads.labels("failure").inc()
+                self.count_reload("failure")
                 message = f"reload failed, still serving {previous.label}: {error}"
                 logger.error("%s", message)
                 raise ReloadFailed(message) from None
             old = self.install(candidate)
-            self.metrics.reloads.labels("success").inc()
+            self.count_reload("success")
         logger.info("reloaded: %s -> %s", previous.label, candidate.identity.label)
         if old is not None:
             self.spawn(self.retire(old, self.settings.request_timeout), "retire-model")
@@ -224,7 +254,18 @@ class ModelSlot:
             "source": served.source,
             "registry": _reachability(self.registry_reachable),
             "model_processes": [process.describe() for process in served.model_processes],
+            **({"shadow": self.companion.info()} if self.companion is not None else {}),
         }
+
+    async def reload_companion(self, force: bool) -> dict[str, Any] | None:
+        """Reload the companion's model (when there is one, loaded): its result, failures
+        included (they change nothing of the served model)."""
+        if self.companion is None:
+            return None
+        try:
+            return await self.companion.reload(force=force)
+        except (ReloadFailed, NotReady) as exc:
+            return {"status": "failed", "error": exc.message}
 
     def status(self) -> dict[str, Any]:
         active = self._active

@@ -177,6 +177,8 @@ async def reload_worker(slot: ModelSlot, force: bool) -> dict[str, Any]:
         result = await slot.reload(force=force)
     except ServiceError as exc:  # ReloadFailed, or NotReady before the first load
         return result_entry("failed", error=exc.message)
+    finally:
+        await slot.reload_companion(force)
     return result_entry(result["status"], model=result["model"])
 
 
@@ -192,12 +194,17 @@ async def reload_everywhere(slot: ModelSlot, force: bool) -> dict[str, Any]:
         except ServiceError as exc:
             own["error"] = exc
             return result_entry("failed", error=exc.message)
+        finally:
+            shadow = await slot.reload_companion(force)
+            if shadow is not None:
+                own["shadow"] = shadow
         return result_entry(own["status"], model=own["model"])
 
     entries = await reload_all(mine, force, slot.settings.request_timeout)
     if entries is None:  # one process
+        shadow = await slot.reload_companion(force)
         result: dict[str, Any] = await slot.reload(force=force)
-        return result
+        return result if shadow is None else {**result, "shadow": shadow}
     failed = [e for e in entries if e["status"] == "failed"]
     if failed:
         raise ReloadFailed(

@@ -87,6 +87,8 @@ def scraped(
             "PREDICT_PUBLIC": "true",
             "PREDICTION_LOG_URL": log_url,
             "WORKERS": "2",
+            # The champion shadows itself: the shadow's panels get rows, agreement, feedback.
+            "SHADOW_MODEL_URI": trained.alias_uri,
         }
     )
     api_urls = [f"http://127.0.0.1:{port}" for port in ports]

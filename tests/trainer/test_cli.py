@@ -234,7 +234,9 @@ def test_seed_then_train_from_postgres_without_leaking_the_password(
 def test_the_parser_knows_every_command() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"train", "evaluate", "seed-db", "create-bucket", "report"}  # type: ignore[arg-type]
+    assert set(sub.choices) == {  # type: ignore[arg-type]
+        "train", "evaluate", "promote", "seed-db", "create-bucket", "report",
+    }  # fmt: skip
     args = parser.parse_args(["train", "--register", "--alias", "prod", "--skip-if-exists"])
     assert (args.register, args.alias, args.skip_if_exists) == ("", "prod", True)
     assert parser.parse_args(["train"]).data == "iris"
