@@ -70,6 +70,8 @@ class ModelSlot:
         self.metrics = metrics
         self.factory = factory
         self.last_error: str | None = None
+        self.draining = False
+        """Set once the process is stopping (`drain`): unready, still answering."""
         self._active: ServedModel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
@@ -82,6 +84,11 @@ class ModelSlot:
     @property
     def ready(self) -> bool:
         return self._active is not None and self._active.predictor.ready
+
+    def drain(self) -> None:
+        """The process is stopping: readiness answers 503 from now on, requests are still
+        answered (`app.server.drain`)."""
+        self.draining = True
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run `coro` in the background until it ends or the slot stops."""
@@ -231,4 +238,5 @@ class ModelSlot:
             "source": active.source if active is not None else None,
             "registry": _reachability(self.registry_reachable),
             "last_error": self.last_error,
+            "draining": self.draining,
         }
