@@ -156,6 +156,7 @@ def config_for(scrape_targets: list[str], directory: Path, interval: str = "1s")
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == API_JOB]
+    job.pop("dns_sd_configs", None)
     job["static_configs"] = [{"targets": scrape_targets}]
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
