@@ -1,5 +1,8 @@
-"""The stack under test: one compose project for the whole module, taken down with its volumes
-whatever happens; every container's logs attached to a step that fails."""
+"""The stack under test: one compose project for the whole session, taken down with its volumes
+whatever happens; every container's logs attached to a step that fails.
+
+test_stack.py's steps run first, then test_fleet.py scales the same project up to the fleet
+(no second stack to build and start), then the steps marked `last_step` (down -v)."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.compose.stack import Stack, engine_problem
+from tests.compose.stack import LAST, Stack, engine_problem
 from tests.conftest import IN_CI
 
 _timings: list[dict[str, float]] = []
+_figures: list[dict[str, str]] = []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     problem = engine_problem()
     if problem:
@@ -26,10 +30,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pytest.skip(f"{problem}: the compose tests need a Docker engine with Compose v2")
     stack = Stack(tmp_path_factory.mktemp("compose"))
     _timings.append(stack.timings)
+    _figures.append(stack.figures)
     try:
         yield stack
     finally:
         stack.down()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The steps marked `last_step` run after every other compose test (the fleet's too), and
+    right after them: the stack is not kept up while the rest of the suite runs."""
+    last = [item for item in items if getattr(getattr(item, "function", None), LAST, False)]
+    if not last:
+        return
+    rest = [item for item in items if item not in last]
+    here = [i for i, item in enumerate(rest) if item.path.parent == last[0].path.parent]
+    at = here[-1] + 1 if here else len(rest)
+    items[:] = rest[:at] + last + rest[at:]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -48,3 +65,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         if timings:
             figures = ", ".join(f"{what} {seconds:.0f}s" for what, seconds in timings.items())
             terminalreporter.write_line(f"compose stack: {figures}")
+    for counted in _figures:
+        for what, figure in counted.items():
+            terminalreporter.write_line(f"compose stack, {what}: {figure}")
