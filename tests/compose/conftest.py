@@ -7,6 +7,7 @@ test_stack.py's steps run first, then test_fleet.py scales the same project up t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from tests.compose.stack import LAST, Stack, engine_problem
 from tests.conftest import IN_CI
 
+HERE = Path(__file__).parent
 _timings: list[dict[str, float]] = []
 _figures: list[dict[str, str]] = []
 
@@ -37,16 +39,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.down()
 
 
+MODULES = ("test_stack.py", "test_fleet.py")
+"""The order the modules share the stack in: the single API's steps, then the fleet's."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The steps marked `last_step` run after every other compose test (the fleet's too), and
-    right after them: the stack is not kept up while the rest of the suite runs."""
-    last = [item for item in items if getattr(getattr(item, "function", None), LAST, False)]
-    if not last:
+    """The compose tests in MODULES' order; the steps marked `last_step` after all of them,
+    and right after: the stack is not kept up while the rest of the suite runs."""
+    here = [i for i, item in enumerate(items) if item.path.parent == HERE]
+    if not here:
         return
-    rest = [item for item in items if item not in last]
-    here = [i for i, item in enumerate(rest) if item.path.parent == last[0].path.parent]
-    at = here[-1] + 1 if here else len(rest)
-    items[:] = rest[:at] + last + rest[at:]
+    ours = [items[i] for i in here]
+    ours.sort(key=lambda item: MODULES.index(item.path.name) if item.path.name in MODULES else 0)
+    ours.sort(key=lambda item: bool(getattr(getattr(item, "function", None), LAST, False)))
+    at = here[0]
+    rest = [item for item in items if item.path.parent != HERE]
+    items[:] = rest[:at] + ours + rest[at:]
 
 
 @pytest.hookimpl(hookwrapper=True)
