@@ -285,10 +285,32 @@ def test_f3_a_killed_replica_fails_no_request_and_rejoins_once_loaded(stack: Sta
     assert_logged(stack, survivors, "the survivors' answers")
 
 
-# -- 4. a replica stopped ------------------------------------------------------------------------
+# -- 4. every replica replaced ------------------------------------------------------------------
 
 
-def test_f4_a_stopped_replica_drains_fails_no_request_and_logs_every_row(stack: Stack) -> None:
+def test_f4_the_rollout_script_replaces_every_replica_without_a_failed_request(
+    stack: Stack,
+) -> None:
+    """`docker compose up -d` with a changed setting recreates every replica at once;
+    deploy/compose/rollout.sh replaces them one at a time (docs/operations.md)."""
+    old = {c["ID"] for c in containers(stack)}
+    with load(stack) as answers:
+        started = time.monotonic()
+        stack.shell([f"deploy/compose/rollout.sh {' '.join(FLEET)}"])
+        stack.timings["fleet replaced"] = time.monotonic() - started
+        new = containers(stack)
+        wait_for("answers from the new replicas", lambda: (
+            len(answers.replicas(since=time.monotonic() - 1)) == 3 or None
+        ), 30)  # fmt: skip
+    assert_none_failed(stack, answers, "every replica replaced")
+    assert len(new) == 3 and not {c["ID"] for c in new} & old
+    assert all((c["State"], c["Health"]) == ("running", "healthy") for c in new), new
+
+
+# -- 5. a replica stopped ------------------------------------------------------------------------
+
+
+def test_f5_a_stopped_replica_drains_fails_no_request_and_logs_every_row(stack: Stack) -> None:
     drain = api_setting(stack, "DRAIN_SECONDS")
     with load(stack) as answers:
         by_slot = wait_for("three replicas again", lambda: (
