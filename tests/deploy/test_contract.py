@@ -310,9 +310,8 @@ def test_endpoints_drain_before_sigterm_and_shutdown_fits_the_grace_period(
     assert "timeout_graceful_shutdown=SHUTDOWN_GRACE" in source, "uvicorn's grace period moved"
     assert pause >= 5, "endpoint removal takes seconds to reach every proxy"
     # After SIGTERM: the drain, requests in flight, then the prediction log's last write.
-    settings = Settings(
-        model_uri="models:/m@a", **{k.lower(): v for k, v in settings_env.items() if k.isupper()}
-    )
+    given = {k.lower(): v for k, v in settings_env.items() if k.lower() in Settings.model_fields}
+    settings = Settings(**{"model_uri": "models:/m@a", **given})
     stop = settings.drain_seconds + app_server.SHUTDOWN_GRACE
     stop += settings.prediction_log_flush_seconds
     assert workload.pod["terminationGracePeriodSeconds"] > pause + stop
