@@ -96,11 +96,21 @@ class Settings(BaseSettings):
     """Seconds a client has to send its whole request body; then 408 (slow clients)."""
 
     api_key: SecretStr | None = None
-    """When set, clients send `Authorization: Bearer <API_KEY>`: always for /admin/*, and for
-    /predict unless PREDICT_PUBLIC. Unset: no auth, and /admin/* does not exist (404)."""
+    """When set, clients send `Authorization: Bearer <API_KEY>`: always for /admin/*, for
+    /predict unless PREDICT_PUBLIC, for /metrics unless METRICS_PUBLIC, for /docs, /redoc and
+    /openapi.json unless DOCS_PUBLIC; the probes (/healthz, /readyz, /ping, /health, /version)
+    stay open. Unset: no auth, and /admin/* does not exist (404)."""
 
     predict_public: bool = False
     """With API_KEY set, keep /predict (and /model-info) open to clients without the key."""
+
+    metrics_public: bool = False
+    """With API_KEY set, keep GET /metrics open to scrapers without the key (model names,
+    versions, feature names, class shares and traffic volumes are readable there)."""
+
+    docs_public: bool = False
+    """With API_KEY set, keep the documentation (/docs, /redoc, /openapi.json) open to
+    clients without the key."""
 
     model_reload_interval: float = Field(default=0.0, ge=0)
     """Seconds between checks of what a models:/name@alias URI points to; a new version is
@@ -136,7 +146,13 @@ class Settings(BaseSettings):
 
     model_cache_dir: Path | None = None
     """Folder for a local cache of the last 2 models loaded from the registry, served at start
-    when the tracking server or artifact store cannot be reached. Unset: no cache."""
+    when the tracking server or artifact store cannot be reached; needs MODEL_CACHE_KEY. A
+    folder that group or others may write is refused at start. Unset: no cache."""
+
+    model_cache_key: SecretStr | None = None
+    """The key (at least 16 characters) the cache's entries are signed with (HMAC-SHA256) and
+    checked against before anything in them is read; an entry it did not sign is skipped and
+    the model loaded from the registry. Unset: the cache is off, even with MODEL_CACHE_DIR."""
 
     registry_retry_max: float = Field(default=10.0, gt=0)
     """Most seconds between two tries of the registry while serving from the cache."""
@@ -214,13 +230,29 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "model_cache_key")
     @classmethod
     def _key_strength(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _private_cache(cls, value: Path | None) -> Path | None:
+        """A cache folder others may write is one they could put code in: refused."""
+        if value is None or not value.exists():
+            return value  # made by the service, writable by its user only
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        mode = value.stat().st_mode & 0o777
+        if mode & 0o022:
+            raise ValueError(
+                f"{value} is writable by group or others (mode {mode:04o}), who could put code "
+                f"in the service through it: chmod go-w {value}"
+            )
         return value
 
     @field_validator("model_uri")

@@ -34,6 +34,8 @@ lane with the same rows, checked to answer as /predict does (bench/v2cost.py).
 With --invocations, case (b) also drives "api (/invocations)": the same API through MLflow's
 scoring-server route with the same body, checked to answer as /predict does (bench/invocost.py);
 case (c)'s csv shape sends the 1000 rows as text/csv to the API's and mlflow's /invocations.
+With --monitoring, case (b) also drives "api (drift off)": the API with DRIFT_METRICS=false, and
+then /metrics of a 50-feature model is fetched for its size and scrape time (bench/monicost.py).
 With --c-workers N, case (c) also drives "api-wN" (the API with N workers) and "mlflow-wN"
 (`mlflow models serve -w N`), beside the servers at their own worker counts: both cores for
 large requests, against MLflow given as many.
@@ -80,12 +82,15 @@ sys.path.insert(0, str(ROOT))
 import against  # noqa: E402  (bench/, this script's folder)
 import invocost  # noqa: E402
 import logcost  # noqa: E402  (bench/, this script's folder)
+import monicost  # noqa: E402
 import v2cost  # noqa: E402
 
 from tests.servers import Server, free_port, python_env  # noqa: E402
 from trainer.data import IRIS_FEATURES, iris_frame  # noqa: E402
 
-SERVERS = ("api", v2cost.SERVER, invocost.SERVER, logcost.SERVER, "mlflow", "floor")
+SERVERS = (
+    "api", monicost.SERVER, v2cost.SERVER, invocost.SERVER, logcost.SERVER, "mlflow", "floor"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,8 @@ def start_servers(
     if baseline is not None:
         extra = {"MODEL_URI": MODEL_URI, **baseline.env()}
         start(baseline.server, api, extra, "/predict", "/readyz")
+    if monicost.SERVER in which:
+        start(monicost.SERVER, api, {"MODEL_URI": MODEL_URI, **monicost.ENV}, "/predict", "/readyz")
     if logcost.SERVER in which and log_url is not None:
         extra = {"MODEL_URI": MODEL_URI, "PREDICTION_LOG_URL": log_url}
         start(logcost.SERVER, api, extra, "/predict", "/readyz")
@@ -306,6 +313,23 @@ def _stopping(name: str, server: Server) -> Iterator[Server]:
         yield server
     finally:
         log(f"stopped {name} (exit {server.stop()})")
+
+
+@contextlib.contextmanager
+def _serving(model: str, extra: dict[str, str], workers: int) -> Iterator[str]:
+    """The API serving `model` with `workers` workers, for bench/monicost.py; its base URL."""
+    port = free_port()
+    args = [sys.executable, "-m", "app", "--host", HOST, "--port", str(port)]
+    args += ["--workers", str(workers)] if workers > 1 else []
+    env = {**store_env(), "MODEL_URI": model, **extra}
+    name = f"wide-w{workers}{'-nodrift' if extra else ''}"
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    STORE.mkdir(parents=True, exist_ok=True)
+    server = Server(args, env, RESULTS / "logs" / f"{name}.log", STORE)
+    with _stopping(name, server):
+        base = f"http://{HOST}:{port}"
+        server.wait_http(base + "/readyz", timeout=120)
+        yield base
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -820,6 +844,8 @@ def report(doc: dict[str, Any]) -> str:
         lines += ["", *v2cost.report_lines(doc["cases"], doc["options"]["v2"])]
     if doc["options"].get("invocations"):
         lines += ["", *invocost.report_lines(doc["cases"])]
+    if doc["options"].get("monitoring"):
+        lines += ["", *monicost.report_lines(doc["cases"], doc.get("monitoring_scrapes", []))]
     return "\n".join(lines)
 
 
@@ -870,6 +896,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " the same body as /predict's; see bench/invocost.py",
     )  # fmt: skip
     parser.add_argument(
+        "--monitoring", action="store_true",
+        help="case (b) also against the API with DRIFT_METRICS=false, and /metrics' size and"
+        " scrape time for a 50-feature model; see bench/monicost.py",
+    )  # fmt: skip
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="measure every server this many times per case, in alternating order, and report"
         " the median round (1)",
@@ -881,7 +912,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
-    only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER}
+    only -= {logcost.SERVER, v2cost.SERVER, invocost.SERVER, monicost.SERVER}
+    if args.monitoring:
+        only.add(monicost.SERVER)
     if args.invocations:
         only.add(invocost.SERVER)
     if args.log:
@@ -905,6 +938,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--log compares with the API in case ({logcost.CASE}): keep both")
     if args.v2 and ("api" not in args.only or v2cost.CASE not in args.cases):
         parser.error(f"--v2 compares with the API in case ({v2cost.CASE}): keep both")
+    if args.monitoring and ("api" not in args.only or monicost.CASE not in args.cases):
+        parser.error(f"--monitoring compares with the API in case ({monicost.CASE}): keep both")
     if args.invocations and ("api" not in args.only or invocost.CASE not in args.cases):
         parser.error(f"--invocations compares with the API in case ({invocost.CASE}): keep both")
     if args.against and "api" not in args.only:
@@ -978,6 +1013,7 @@ def run(args: argparse.Namespace) -> int:
         doc["one_core"] = one_core_limit(many, max(args.duration / 2, 2.0))
     doc["options"]["v2"] = args.v2
     doc["options"]["invocations"] = args.invocations
+    doc["options"]["monitoring"] = args.monitoring
     doc["options"]["rounds"] = args.rounds
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         log_db = stack.enter_context(logcost.log_database()) if args.log else None
@@ -1023,6 +1059,8 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     if server == invocost.SERVER and name != invocost.CASE:
                         continue
+                    if server == monicost.SERVER and name != monicost.CASE:
+                        continue
                     if skips_shape(server, shape):
                         continue
                     if is_with_workers(server) and name != "c":
@@ -1054,6 +1092,9 @@ def run(args: argparse.Namespace) -> int:
     doc["log_targets"] = logcost.targets(doc["cases"]) if args.log else []
     doc["v2_targets"] = v2cost.targets(doc["cases"]) if args.v2 else []
     doc["invocations_targets"] = invocost.targets(doc["cases"]) if args.invocations else []
+    doc["monitoring_targets"] = monicost.targets(doc["cases"]) if args.monitoring else []
+    if args.monitoring:
+        doc["monitoring_scrapes"] = monicost.scrape_cost(_serving)
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(report(doc))
@@ -1064,6 +1105,7 @@ def run(args: argparse.Namespace) -> int:
         + doc["log_targets"]
         + doc["v2_targets"]
         + doc["invocations_targets"]
+        + doc["monitoring_targets"]
     ]
     return 1 if any(passed is False for passed in verdicts) else 0
 

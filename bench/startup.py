@@ -6,7 +6,8 @@
 In one run it
 1. makes (or reuses) bench/run.py's reference model, models:/sk_model@champion in the SQLite
    store under bench/.store/;
-2. fills a model cache: starts the API once with MODEL_CACHE_DIR set (a temporary folder) and
+2. fills a model cache: starts the API once with MODEL_CACHE_DIR set (a temporary folder; its
+   entries signed with a MODEL_CACHE_KEY drawn for the run) and
    waits until the cache holds a whole entry (`*/*/entry.json`), then stops it;
 3. `--repeat` times, one of each in turn (after one untimed round):
    - "cache": the API with the same MODEL_URI and MODEL_CACHE_DIR and MLFLOW_TRACKING_URI
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import statistics
 import sys
 import tempfile
@@ -59,6 +61,7 @@ from run import (  # noqa: E402
 from tests.servers import Server, free_port  # noqa: E402
 
 TARGET_SECONDS = 2.0
+CACHE_KEY = secrets.token_hex(16)
 POLL = 0.01
 KINDS = ("cache", "registry", "mlflow")
 TITLES = {
@@ -143,9 +146,14 @@ def fill_cache(env: dict[str, str], cache: Path) -> None:
     log(f"cache filled: {entry.parent.relative_to(cache)}")
 
 
+def cache_env(cache: Path) -> dict[str, str]:
+    """The cache's settings: its folder, and a key of this run's own to sign its entries."""
+    return {"MODEL_CACHE_DIR": str(cache), "MODEL_CACHE_KEY": CACHE_KEY}
+
+
 def commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:
     """Per kind: the command (with {port}), its environment, its readiness path."""
-    base = {**store_env(), "MODEL_URI": MODEL_URI, "MODEL_CACHE_DIR": str(cache)}
+    base = {**store_env(), "MODEL_URI": MODEL_URI, **cache_env(cache)}
     nowhere = free_port()  # nothing listens there: the registry is unreachable
     api = [sys.executable, "-m", "app", "--host", HOST, "--port", "{port}"]
     mlflow = str(Path(sys.executable).with_name("mlflow"))
@@ -248,7 +256,7 @@ def run(repeat: int) -> int:
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         cache = Path(tmp)
-        fill_cache({**store_env(), "MODEL_URI": MODEL_URI, "MODEL_CACHE_DIR": str(cache)}, cache)
+        fill_cache({**store_env(), "MODEL_URI": MODEL_URI, **cache_env(cache)}, cache)
         plan = commands(cache)
         for round_ in range(repeat + 1):
             for kind in KINDS:

@@ -135,7 +135,7 @@ def create_app(
     uri = settings.resolved_model_uri
     factory = predictor_factory or (lambda: MlflowPredictor(uri, tracking_uri=tracking_uri))
     metrics = Metrics()
-    cache = ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None
+    cache = _model_cache(settings)
     log_url = settings.prediction_log_url
     log = PredictionLog(log_url.get_secret_value(), metrics) if log_url else None
     recorder = Recorder(settings, metrics, log)
@@ -151,6 +151,10 @@ def create_app(
         summary="Predictions from an MLflow model, validated against its signature.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by app.api.routes.docs, behind the documentation's guard.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     plane = DataPlane(slot, recorder)
     app.serve_lanes(
@@ -170,6 +174,19 @@ def create_app(
     app.add_middleware(RequestMiddleware, metrics=metrics)
     app.openapi = openapi_for(app, slot, settings)  # type: ignore[method-assign]
     return app
+
+
+def _model_cache(settings: Settings) -> ModelCache | None:
+    if settings.model_cache_dir is None:
+        return None
+    if settings.model_cache_key is None:
+        logger.warning(
+            "MODEL_CACHE_DIR is set but MODEL_CACHE_KEY is not: the model cache is off (its "
+            "entries are read only once signed with the key); the model loads from the registry"
+        )
+        return None
+    key = settings.model_cache_key.get_secret_value().encode()
+    return ModelCache(settings.model_cache_dir, key)
 
 
 def _lifespan(

@@ -2,7 +2,7 @@
 service touches a library's private names or undocumented behaviour. `uvicorn`: the HTTP
 protocol the server subclasses; `fastapi`: the middleware stack the app rebuilds and its
 native telemetry; `starlette`: the matched route the router leaves in the scope; `sklearn`:
-SVC's libsvm predict; `anyio`: abandoning a thread on cancel.
+SVC's libsvm predict.
 
 Each module checks that what it relies on is there the first time it is asked, as the
 service starts (the protocol as the server module is imported, the rest as the app is built

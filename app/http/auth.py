@@ -28,12 +28,23 @@ class Guard(Enum):
     """Predictions and model info: the key when API_KEY is set, unless PREDICT_PUBLIC."""
     ADMIN = "admin"
     """/admin/*: the key, always (the routes exist only when API_KEY is set)."""
+    METRICS = "metrics"
+    """/metrics: the key when API_KEY is set, unless METRICS_PUBLIC."""
+    DOCS = "docs"
+    """/docs, /redoc and /openapi.json: the key when API_KEY is set, unless DOCS_PUBLIC."""
 
 
 def needs_key(settings: Settings, guard: Guard) -> bool:
+    """Whether `guard` asks for the key (the probes have no guard: always open)."""
     if settings.api_key is None:
         return False
-    return guard is Guard.ADMIN or not settings.predict_public
+    public = {
+        Guard.CLIENT: settings.predict_public,
+        Guard.ADMIN: False,
+        Guard.METRICS: settings.metrics_public,
+        Guard.DOCS: settings.docs_public,
+    }
+    return not public[guard]
 
 
 def authorize(settings: Settings, guard: Guard, authorization: str | None) -> None:

@@ -8,7 +8,14 @@ the newest entry for the same MODEL_URI whose files all match their manifest is 
 Beside MLflow's files, an entry may hold the service's own serving file (`app.model.snapshot`),
 checked the same way.
 
+The manifest (entry.json) is signed: entry.sig holds its HMAC-SHA256 under MODEL_CACHE_KEY.
+An entry is read only once its signature checks and every file matches the manifest, so a
+file that anyone without the key put or changed there (a pickle that runs code when loaded,
+a model whose files were swapped) is skipped, never opened. The serving file's bytes are
+checked against the manifest as they are read, and only those bytes are unpickled.
+
     <MODEL_CACHE_DIR>/<sha256(uri)[:16]>/<saved-at>-<version>/entry.json
+                                                              entry.sig
                                                               serving.pkl
                                                               model/...
 """
@@ -16,6 +23,7 @@ checked the same way.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -30,6 +38,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ENTRY_FILE = "entry.json"
+SIGNATURE_FILE = "entry.sig"
 MODEL_DIR = "model"
 SERVING_FILE = "serving.pkl"
 _CHUNK = 1 << 20
@@ -58,6 +67,19 @@ def _whole(path: Path, record: dict[str, Any], serving: Path | None) -> bool:
     return _manifest(path / MODEL_DIR) == record["files"]
 
 
+def sign(key: bytes, manifest: bytes) -> str:
+    """The signature of an entry's manifest (entry.json's bytes)."""
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest()
+
+
+def _signed(key: bytes, path: Path, manifest: bytes) -> bool:
+    try:
+        signature = (path / SIGNATURE_FILE).read_text().strip()
+    except OSError:
+        return False
+    return hmac.compare_digest(signature, sign(key, manifest))
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """One cached model: its files and what was known of it when it was stored."""
@@ -68,6 +90,8 @@ class CacheEntry:
     saved_at: str
     serving: Path | None = None
     """The service's own serving file, when the entry has one."""
+    serving_sha256: str | None = None
+    """What the serving file's SHA-256 was when it was stored (signed with the manifest)."""
 
     @property
     def model_dir(self) -> Path:
@@ -75,10 +99,12 @@ class CacheEntry:
 
 
 class ModelCache:
-    """The cache folder of one process (several processes may share it: writes are renames)."""
+    """The cache folder of one process (several processes may share it: writes are renames),
+    its entries signed with `key`."""
 
-    def __init__(self, root: Path, keep: int = 2) -> None:
+    def __init__(self, root: Path, key: bytes, keep: int = 2) -> None:
         self.root = root
+        self.key = key
         self.keep = keep
 
     def _folder(self, uri: str) -> Path:
@@ -95,7 +121,8 @@ class ModelCache:
         """Store a copy of `files` (and the `serving` file) as the newest entry for `uri`
         (blocking)."""
         folder = self._folder(uri)
-        folder.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
         for entry in self.entries(uri):
             if entry.identity == identity and (entry.serving is not None or serving is None):
                 return entry.path  # this very model is already stored
@@ -114,7 +141,9 @@ class ModelCache:
             if serving is not None:
                 (staging / SERVING_FILE).write_bytes(serving)
                 record["serving"] = [len(serving), hashlib.sha256(serving).hexdigest()]
-            (staging / ENTRY_FILE).write_text(json.dumps(record, default=str))
+            manifest = json.dumps(record, default=str).encode()
+            (staging / ENTRY_FILE).write_bytes(manifest)
+            (staging / SIGNATURE_FILE).write_text(sign(self.key, manifest) + "\n")
             os.replace(staging, folder / name)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -124,7 +153,8 @@ class ModelCache:
         return folder / name
 
     def entries(self, uri: str, *, verify: bool = True) -> list[CacheEntry]:
-        """Entries for `uri`, newest first; with `verify`, only those whose files match."""
+        """Entries for `uri`, newest first; with `verify`, only those signed with this key
+        whose files match their manifest."""
         folder = self._folder(uri)
         if not folder.is_dir():
             return []
@@ -133,17 +163,29 @@ class ModelCache:
             if path.name.startswith(".") or not (path / ENTRY_FILE).is_file():
                 continue
             try:
-                record = json.loads((path / ENTRY_FILE).read_text())
+                manifest = (path / ENTRY_FILE).read_bytes()
+                if verify and not _signed(self.key, path, manifest):
+                    logger.warning(
+                        "cache entry %s is not signed with MODEL_CACHE_KEY: skipped", path
+                    )
+                    continue
+                record = json.loads(manifest)
                 if record.get("uri") != uri:
                     continue
                 serving = path / SERVING_FILE if "serving" in record else None
                 if verify and not _whole(path, record, serving):
                     logger.warning("cache entry %s does not match its manifest: skipped", path)
                     continue
+                digest = record["serving"][1] if serving is not None else None
                 found.append(
                     CacheEntry(
-                        path, record["identity"], record["info"], record["saved_at"], serving
-                    )
+                        path,
+                        record["identity"],
+                        record["info"],
+                        record["saved_at"],
+                        serving,
+                        digest,
+                    )  # fmt: skip
                 )
             except (OSError, ValueError, KeyError):
                 logger.warning("cache entry %s is unreadable: skipped", path)

@@ -103,7 +103,9 @@ class MlflowPredictor:
             self.uri, stored["name"], stored.get("version"), stored.get("alias"),
             stored.get("run_id"), stored.get("model_id"),
         )  # fmt: skip
-        snapshot = read(entry.serving) if entry.serving is not None else None
+        snapshot = None
+        if entry.serving is not None and entry.serving_sha256 is not None:
+            snapshot = read(entry.serving, entry.serving_sha256)
         how = "its serving file"
         try:
             if snapshot is None or not self._serve_snapshot(snapshot, identity):

@@ -9,13 +9,14 @@ scikit-learn but neither MLflow nor skops, and serves it only when it was made b
 Python, scikit-learn and numpy and the rebuilt predict path gives the same answers on the same
 rows; else the entry's MLflow files are opened as a registry load opens them.
 
-The file is a pickle: whoever can write the cache folder can run code in the service, as with
-any pickled model. The cache's manifest (size and SHA-256) guards against partial and corrupt
-files, not against such a writer: keep the folder writable by the service's user only.
+The file is a pickle, so it is read only as the cache vouches for it: `read` takes the
+SHA-256 the entry's signed manifest gives it (`app.model.cache`) and unpickles the bytes it read
+only when they have that digest. A file nobody signed is never unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import platform
@@ -104,10 +105,15 @@ def loads(data: bytes) -> Snapshot:
     return Snapshot(estimator=pickle.loads(record["estimator"]), **fields)
 
 
-def read(path: Path) -> Snapshot | None:
-    """The snapshot in `path`, or None (logged) when this process cannot serve it as is."""
+def read(path: Path, sha256: str) -> Snapshot | None:
+    """The snapshot in `path`, if its bytes have the digest `sha256` (the signed manifest's);
+    None (logged) when they do not or this process cannot serve it as is."""
     try:
-        return loads(path.read_bytes())
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            logger.warning("cache: %s changed since it was verified: not read", path)
+            return None
+        return loads(data)
     except Mismatch as exc:
         logger.info("cache: %s %s: MLflow's files are opened", path, exc)
         return None

@@ -22,11 +22,11 @@ from collections.abc import Callable
 
 import anyio.to_thread
 
-from app.compat.anyio import run_sync_abandoning
 from app.errors import ServiceError
 from app.model.failures import LoadError, explain
 from app.model.predictor import Predictor
 from app.serving.slot import ModelSlot
+from app.serving.threads import run_in_daemon
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ class Loader:
     async def _attempt(self) -> Predictor:
         predictor = self.slot.factory()
         try:
-            await run_sync_abandoning(predictor.load)
+            # Never waited for at shutdown: a load blocked on the registry ends with the process.
+            await run_in_daemon(predictor.load, name="model-load", abandoned=predictor.close)
+        except asyncio.CancelledError:
+            raise  # the load goes on alone; `abandoned` releases what it leaves
         except BaseException:
             predictor.close()  # the one cleanup of a failed load
             raise
@@ -122,7 +125,9 @@ class Loader:
             return False
         predictor = self.slot.factory()
         try:
-            await anyio.to_thread.run_sync(predictor.load_cached, entry)
+            await run_in_daemon(
+                predictor.load_cached, entry, name="model-load-cached", abandoned=predictor.close
+            )
         except Exception as exc:
             predictor.close()
             logger.warning("the cached copy %s cannot be served: %s", entry.path, explain(exc))

@@ -25,6 +25,7 @@ from app.model.predictor import ModelIdentity, Predictor
 from app.monitoring.metrics import Metrics
 from app.process.prepare import freeze_heap
 from app.serving.served import ServedModel, close_model_processes, start_model_processes
+from app.serving.threads import run_in_daemon
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -185,12 +186,14 @@ class ModelSlot:
             previous = self.serving().predictor.identity
             candidate = self.factory()
             try:
-                target = await anyio.to_thread.run_sync(candidate.resolve)
+                target = await run_in_daemon(
+                    candidate.resolve, name="model-resolve", abandoned=candidate.close
+                )
                 self.mark_registry(reachable=True)
                 if not force and same_model(target, previous):
                     self.metrics.reloads.labels("unchanged").inc()
                     return {"status": "unchanged", "model": previous.as_dict(), "previous": None}
-                await anyio.to_thread.run_sync(candidate.load)
+                await run_in_daemon(candidate.load, name="model-load", abandoned=candidate.close)
             except Exception as exc:
                 error = explain(exc)
                 self.mark_registry(reachable=not error.unreachable)

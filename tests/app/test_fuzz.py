@@ -84,7 +84,7 @@ def fuzz_client(serve: AppFactory) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def api_schema(fuzz_client: TestClient) -> Any:
     """The app's OpenAPI document, as it describes the loaded model."""
-    document = fuzz_client.get("/openapi.json")
+    document = fuzz_client.get("/openapi.json", headers={"Authorization": f"Bearer {API_KEY}"})
     assert document.status_code == 200, document.text
     return schemathesis.openapi.from_dict(document.json())
 

@@ -2,7 +2,8 @@
 whatever happens; every container's logs attached to a step that fails.
 
 test_stack.py's steps run first, then test_fleet.py scales the same project up to the fleet
-(no second stack to build and start), then the steps marked `last_step` (down -v)."""
+(no second stack to build and start), then test_security.py, then the steps marked
+`last_step` (down -v)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.down()
 
 
-MODULES = ("test_stack.py", "test_fleet.py")
-"""The order the modules share the stack in: the single API's steps, then the fleet's."""
+MODULES = ("test_stack.py", "test_fleet.py", "test_security.py")
+"""The order the modules share the stack in: the single API's steps, then the fleet's, then
+the containers' locks read back (it creates containers, starts none)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

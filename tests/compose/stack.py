@@ -36,7 +36,7 @@ DOCKER_CLIENT_VARIABLES = (
     "DOCKER_TLS_VERIFY",
 )
 # .env values the test draws afresh (the quick start: "then change the passwords").
-SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "API_KEY")
+SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "API_KEY", "MODEL_CACHE_KEY")
 STANDIN_LABEL = "docker-offline.standin"
 # Compose 2.26 starts log lines with a terminal "erase line" even with --no-color.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

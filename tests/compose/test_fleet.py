@@ -345,7 +345,11 @@ def test_f5_a_stopped_replica_drains_fails_no_request_and_logs_every_row(stack: 
 
 def replica_metric(container: str, name: str) -> float:
     """The sum of a metric's samples in one replica's own /metrics (not through the balancer)."""
-    script = "import urllib.request as r; print(r.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
+    script = (
+        "import os, urllib.request as r; key = os.environ.get('API_KEY', ''); print(r.urlopen("
+        "r.Request('http://127.0.0.1:8000/metrics', headers={'Authorization': 'Bearer ' + key}"
+        " if key else {})).read().decode())"
+    )
     result = subprocess.run(
         ["docker", "exec", container, "python", "-c", script],
         capture_output=True, text=True, timeout=60, check=True,

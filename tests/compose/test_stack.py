@@ -212,7 +212,7 @@ def test_2b_rows_are_logged_and_every_dashboard_query_has_data(stack: Stack) -> 
             Load(client, api_key=stack.settings["API_KEY"]).run,
             timeout=180,
         )
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=admin_headers(stack)).text
     assert "drift_baseline_share{" in metrics  # the trainer logged a baseline with the model
     assert "drift_bin_rows_total{" in metrics  # and the load's rows were binned against it
     assert "feedback_rows_total{" in metrics  # the load sent feedback
@@ -220,7 +220,7 @@ def test_2b_rows_are_logged_and_every_dashboard_query_has_data(stack: Stack) -> 
     # Every row the API predicted is in the stack's `predictions` database.
     def predicted_and_logged() -> tuple[float, int] | None:
         with api(stack) as client:
-            text = client.get("/metrics").text
+            text = client.get("/metrics", headers=admin_headers(stack)).text
         predicted = sum(
             float(line.rsplit(" ", 1)[1])
             for line in text.splitlines()

@@ -192,7 +192,10 @@ def test_model_cache_and_tmp_are_the_only_writable_paths(
 ) -> None:
     volumes = {v["name"]: v for v in workload.pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in workload.container["volumeMounts"]}
-    assert set(mounts) == {"/tmp", settings_env["MODEL_CACHE_DIR"]}
+    # The cache's parent: an emptyDir is writable by all (mode 0777), which the app refuses
+    # for MODEL_CACHE_DIR itself; it makes that folder inside, writable by its user only.
+    cache = Path(settings_env["MODEL_CACHE_DIR"])
+    assert set(mounts) == {"/tmp", str(cache.parent)}
     assert all(
         "emptyDir" in volume and volume["emptyDir"]["sizeLimit"] for volume in mounts.values()
     )
@@ -299,7 +302,14 @@ def test_probe_paths_answer_as_probes_while_the_model_loads(
     )
     if "prometheus.io/scrape" in annotations:
         assert int(annotations["prometheus.io/port"]) == container_port(workload)["containerPort"]
-        assert loading_app.get(annotations["prometheus.io/path"]).status_code == 200
+        # The pod's API_KEY guards /metrics: the scrape job sends it from the Secret (manual).
+        path = annotations["prometheus.io/path"]
+        assert loading_app.get(path).status_code == 401
+        auth = {"Authorization": f"Bearer {with_secrets({}, workload)['API_KEY']}"}
+        assert loading_app.get(path, headers=auth).status_code == 200
+        assert "credentials_file: /etc/prometheus/secrets/model-serving/API_KEY" in (
+            OPERATIONS.read_text()
+        )
 
 
 def test_endpoints_drain_before_sigterm_and_shutdown_fits_the_grace_period(

@@ -16,7 +16,7 @@ from tests.deploy.manifests import Object
 pytestmark = pytest.mark.kubectl
 
 STACKS = manifests.stacks()
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY", re.IGNORECASE)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY|CACHE_KEY", re.IGNORECASE)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 
 

@@ -149,9 +149,17 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def config_for(scrape_targets: list[str], directory: Path, interval: str = "1s") -> Path:
+API_KEY_FILE = "api-key"
+"""The file, beside the config, the API's key is read from when a test's API has one."""
+
+
+def config_for(
+    scrape_targets: list[str], directory: Path, interval: str = "1s", api_key: str | None = None
+) -> Path:
     """The project's prometheus.yml and rules, copied to `directory`, scraping `scrape_targets`
-    every `interval` and evaluating the rules as often. Readable by the image's user."""
+    every `interval` and evaluating the rules as often, with `api_key` from a file beside the
+    config (the project's own `authorization`, pointed there), or without any key. Readable by
+    the image's user."""
     config = load_yaml(PROMETHEUS_CONFIG)
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
@@ -159,6 +167,12 @@ def config_for(scrape_targets: list[str], directory: Path, interval: str = "1s")
     job.pop("dns_sd_configs", None)
     job["static_configs"] = [{"targets": scrape_targets}]
     directory.mkdir(parents=True, exist_ok=True)
+    if api_key is None:
+        job.pop("authorization", None)
+    else:
+        assert "credentials_file" in job["authorization"], "the key is read from a file"
+        job["authorization"]["credentials_file"] = f"{CONTAINER_CONFIG_DIR}/{API_KEY_FILE}"
+        (directory / API_KEY_FILE).write_text(api_key + "\n")
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(RULES_DIR, directory / "rules", dirs_exist_ok=True)
     for path in [directory, *directory.rglob("*")]:

@@ -182,6 +182,13 @@ def test_prometheus_service_reads_this_config_and_scrapes_the_api(
     (found,) = job["dns_sd_configs"]
     assert (found["names"], found["type"], found["port"]) == (["api"], "A", api_port)
     assert job.get("metrics_path", "/metrics") == "/metrics"
+    # The API's key (/metrics needs it): the compose secret api-key, made from the api
+    # service's own API_KEY and mounted where the job reads it; the config holds no key.
+    assert set(job["authorization"]) == {"credentials_file"}
+    assert job["authorization"]["credentials_file"] == "/run/secrets/api-key"
+    assert service["secrets"] == ["api-key"]
+    assert compose.raw()["secrets"]["api-key"] == {"environment": "API_KEY"}
+    assert compose.raw()["services"]["api"]["environment"]["API_KEY"] == "${API_KEY:-}"
     assert compose.healthcheck(service)[:4] == [
         "promtool",
         "query",

@@ -36,6 +36,7 @@ from tests.servers import free_port, python_env, run_cli, running
 pytestmark = [pytest.mark.prometheus, pytest.mark.integration, pytest.mark.postgres]
 
 API_KEY = "monitoring-test-admin-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 REPLICAS = 3
 START_S = 120.0
 # How long the load's effect may take to show in every panel (scrapes and rules every second).
@@ -89,7 +90,8 @@ def scraped(
         }
     )
     api_urls = [f"http://127.0.0.1:{port}" for port in ports]
-    config = prom.config_for([f"127.0.0.1:{p}" for p in ports], workdir / "prometheus")
+    targets = [f"127.0.0.1:{p}" for p in ports]
+    config = prom.config_for(targets, workdir / "prometheus", api_key=API_KEY)
     with contextlib.ExitStack() as stack:
         apis = [
             stack.enter_context(
@@ -117,7 +119,7 @@ def scraped(
         counted = wait_counted(prom_url, load.statuses)
         counted_at = time.time()
         missing = prom.wait_dashboard_data(prom_url, timeout=DATA_TIMEOUT_S)
-        exposition = clients[0].get("/metrics").text
+        exposition = clients[0].get("/metrics", headers=AUTH).text
         yield Scraped(api_urls, log_url, prom_url, exposition, load, counted, counted_at, missing)
 
 
@@ -287,7 +289,9 @@ def test_every_feedback_is_scored_once_wherever_it_lands(scraped: Scraped) -> No
 
 
 def test_api_metrics_page_is_what_prometheus_scraped(scraped: Scraped) -> None:
-    with urllib.request.urlopen(f"{scraped.api_urls[0]}/metrics", timeout=5) as resp:
+    scrape = urllib.request.Request(f"{scraped.api_urls[0]}/metrics", headers=AUTH)
+    with urllib.request.urlopen(scrape, timeout=5) as resp:
         assert resp.headers["content-type"].startswith("text/plain")
+    assert httpx.get(f"{scraped.api_urls[0]}/metrics").status_code == 401
     ready = prom.query(scraped.prometheus_url, 'model_ready{job="api"}')
     assert [float(s["value"][1]) for s in ready] == [1.0] * REPLICAS

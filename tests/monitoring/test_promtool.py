@@ -28,8 +28,16 @@ def passed(result: subprocess.CompletedProcess[str]) -> str:
     return out
 
 
-def test_prometheus_config_and_its_rules_pass_promtool_check(prometheus_image: str) -> None:
-    mounts = {prom.PROMETHEUS_DIR: INSIDE}
+def test_prometheus_config_and_its_rules_pass_promtool_check(
+    prometheus_image: str, tmp_path: Path
+) -> None:
+    # The API's key where compose puts its secret (promtool checks the file is there).
+    (job,) = prom.load_yaml(prom.PROMETHEUS_CONFIG)["scrape_configs"]
+    key_file = job["authorization"]["credentials_file"]
+    assert key_file.startswith("/run/secrets/"), "the key comes from a compose secret"
+    (tmp_path / "api-key").write_text("a-key-of-at-least-16-chars\n")
+    (tmp_path / "api-key").chmod(0o644)
+    mounts = {prom.PROMETHEUS_DIR: INSIDE, tmp_path / "api-key": key_file}
     out = passed(
         prom.promtool(
             prometheus_image, "check", "config", f"{INSIDE}/prometheus.yml", mounts=mounts

@@ -20,7 +20,7 @@ ROOT = compose.ROOT
 DOCKERFILES = [ROOT / "Dockerfile.api", ROOT / "Dockerfile.mlflow"]
 HADOLINT = Path(sys.executable).with_name("hadolint")
 PINNED_PYTHON = re.compile(r"^python:3\.11\.\d+-slim(-\w+)?$")
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY", re.IGNORECASE)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|API_KEY|CACHE_KEY", re.IGNORECASE)
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@ app/protocols/predict/lane.py.)"""
 
 from fastapi import APIRouter, FastAPI
 
-from app.api.routes import admin, feedback, health, info, metrics
+from app.api.routes import admin, docs, feedback, health, info, metrics
 
 
 def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
@@ -11,7 +11,7 @@ def add_routes(app: FastAPI, *, admin_routes: bool) -> None:
 
     Not `include_router`: FastAPI keeps an included router as a layer that matches the
     request again at each level, which costs more per request than the whole model call."""
-    modules: list[object] = [health, info, metrics, feedback]
+    modules: list[object] = [health, info, metrics, feedback, docs]
     if admin_routes:
         modules.append(admin)
     for module in modules:

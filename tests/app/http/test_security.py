@@ -58,9 +58,55 @@ def test_with_a_key_protected_routes_answer_401_then_403_then_work(
     assert right.status_code == 200
 
 
-def test_probes_metrics_and_docs_stay_open_with_a_key(keyed: TestClient) -> None:
-    for path in ("/healthz", "/readyz", "/ping", "/metrics", "/openapi.json"):
+PROBES = ("/healthz", "/readyz", "/ping", "/health", "/version")
+OBSERVED = ("/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+@pytest.mark.parametrize("path", OBSERVED)
+def test_with_a_key_metrics_and_docs_answer_401_without_it_and_200_with_it(
+    keyed: TestClient, path: str
+) -> None:
+    missing = keyed.get(path)
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert "sk_model" not in missing.text and "petal" not in missing.text
+    assert keyed.get(path, headers={"Authorization": "Bearer nope"}).status_code == 403
+    right = keyed.get(path, headers={"Authorization": f"Bearer {KEY}"})
+    assert right.status_code == 200
+    if path == "/metrics":
+        assert "model_info{" in right.text
+    elif path == "/openapi.json":
+        assert "/predict" in right.json()["paths"]
+    else:  # the page loads the document from the guarded path
+        assert "/openapi.json" in right.text and "<html" in right.text.lower()
+
+
+def test_probes_stay_open_with_a_key(keyed: TestClient) -> None:
+    for path in PROBES:
         assert keyed.get(path).status_code == 200, path
+
+
+def test_metrics_public_and_docs_public_open_only_what_they_name(serve: AppFactory) -> None:
+    with serve(api_key=KEY, metrics_public=True) as c:
+        assert c.get("/metrics").status_code == 200
+        assert (
+            "security"
+            not in c.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"}).json()[
+                "paths"
+            ]["/metrics"]["get"]
+        )
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [401] * 3
+        assert c.post("/predict", json=IRIS_EXAMPLE).status_code == 401
+    with serve(api_key=KEY, docs_public=True) as c:
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [200] * 3
+        assert c.get("/openapi.json").json()["paths"]["/metrics"]["get"]["security"]
+        assert c.get("/metrics").status_code == 401
+        assert c.post("/admin/reload").status_code == 401
+
+
+def test_without_a_key_metrics_and_docs_are_open(client: TestClient) -> None:
+    for path in (*OBSERVED, *PROBES):
+        assert client.get(path).status_code == 200, path
 
 
 def test_predict_public_keeps_predict_open_but_not_admin(serve: AppFactory) -> None:
@@ -166,8 +212,10 @@ def test_request_bodies_and_credentials_stay_out_of_the_logs(
 def test_the_openapi_example_hides_training_rows_behind_the_key(
     keyed: TestClient, serve: AppFactory
 ) -> None:
-    record = keyed.get("/openapi.json").json()["components"]["schemas"]["Record"]
+    auth = {"Authorization": f"Bearer {KEY}"}
+    record = keyed.get("/openapi.json", headers=auth).json()["components"]["schemas"]["Record"]
     assert "example" not in record
     with serve(api_key=KEY, predict_public=True) as public:
-        shown = public.get("/openapi.json").json()["components"]["schemas"]["Record"]
+        doc = public.get("/openapi.json", headers=auth).json()
+        shown = doc["components"]["schemas"]["Record"]
     assert set(shown["example"]) == set(IRIS_EXAMPLE)

@@ -272,7 +272,11 @@ def test_two_workers_serve_and_metrics_add_up_across_them(
         )
         with urllib.request.urlopen(reload, timeout=30) as answer:
             assert json.load(answer)["status"] == "unchanged"  # the worker knows the real key
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        scrape = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Authorization": "Bearer workers-see-the-real-key-123"},
+        )
+        metrics = urllib.request.urlopen(scrape).read().decode()
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(40) == 0, server.output()
         log = server.output()

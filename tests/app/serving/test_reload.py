@@ -85,7 +85,7 @@ def test_reload_swaps_in_the_version_the_alias_now_names(store: Store, served: T
     assert served.get("/model-info").json()["run_id"] == new["run_id"]
     predicted = served.post("/predict", json=IRIS_EXAMPLE).json()
     assert predicted["model"]["version"] == new["version"]
-    metrics = served.get("/metrics").text
+    metrics = served.get("/metrics", headers=AUTH).text
     assert 'model_reloads_total{result="success"} 1.0' in metrics
     assert 'model_reloads_total{result="unchanged"} 1.0' in metrics
     assert f'version="{new["version"]}"' in metrics
@@ -147,7 +147,7 @@ def test_a_failed_reload_keeps_the_old_model_serving_and_says_why(
     assert f"still serving sk_model version {before}" in error["message"]
     assert _version(served) == before
     assert served.post("/predict", json=IRIS_EXAMPLE).status_code == 200
-    assert 'model_reloads_total{result="failure"} 1.0' in served.get("/metrics").text
+    assert 'model_reloads_total{result="failure"} 1.0' in served.get("/metrics", headers=AUTH).text
     store.train()  # leave the alias on a loadable version for the next tests
 
 

@@ -397,7 +397,8 @@ def test_the_openapi_document_shows_the_door_with_a_request_that_works(
     # With a key: the model's operations say they need it, the probes do not; the example
     # (a training row) is shown only where the model's info is open.
     with serve(api_key=KEY) as keyed:
-        keyed_paths = keyed.get("/openapi.json").json()["paths"]
+        auth = {"Authorization": f"Bearer {KEY}"}
+        keyed_paths = keyed.get("/openapi.json", headers=auth).json()["paths"]
     assert keyed_paths[model + "/infer"]["post"]["security"] == [{SCHEME: []}]
     assert keyed_paths[model]["get"]["security"] == [{SCHEME: []}]
     assert "security" not in keyed_paths["/v2/health/ready"]["get"]
