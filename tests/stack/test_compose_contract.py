@@ -445,6 +445,9 @@ def test_the_fleet_drains_longer_than_the_balancer_takes_to_notice(
     # Checks on readiness, and the balancer where the single API listens.
     text = HAPROXY_CFG.read_text()
     assert re.search(r"http-check send meth GET uri /readyz\b", text)
+    # A failed connect, a dead replica's missing answer, a loading replica's 503: sent again.
+    (retry_on,) = re.findall(r"^\s*retry-on (.*)$", text, re.M)
+    assert {"conn-failure", "empty-response", "503"} <= set(retry_on.split())
     api_port = app_parser().parse_args(compose.command(services["api"])[3:]).port
     assert re.search(rf"server-template api \d+ api:{api_port}\b", text)
     assert fleet["lb"]["ports"] == services["api"]["ports"]
