@@ -197,6 +197,12 @@ class Settings(BaseSettings):
     (counted in shadow_rows_dropped_total), so a slow or stuck shadow costs the served answers
     nothing."""
 
+    drain_seconds: float = Field(default=0.0, ge=0)
+    """On SIGTERM, seconds to keep answering while /readyz answers 503, before the server
+    stops accepting connections and finishes the requests in flight: behind a load balancer,
+    longer than its health check interval times the failed checks it needs to take a replica
+    out (docker-compose.fleet.yaml: 1 s x 2). 0: stop at once."""
+
     log_level: LogLevel = "INFO"
     """Log level of the service's own loggers and of uvicorn."""
 

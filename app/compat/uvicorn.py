@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, which `app.server.protocol` subclasses.
+"""uvicorn's httptools protocol, which `app.server.protocol` subclasses, and its server's exit
+hook, which `app.server.drain` overrides.
 
 The tuned protocol overrides `connection_made`, `connection_lost` and `on_headers_complete`
 and reads the protocol's `connections` (the server's open connections), `cycle` (the request
@@ -66,3 +67,31 @@ def httptools_protocol() -> type[Any] | None:
         return None
     cls: type[Any] = importlib.import_module(MODULE).HttpToolsProtocol
     return cls
+
+
+SERVER_NEEDS = ("def handle_exit(self, sig", "self.should_exit = True")
+"""What the draining server (`app.server.drain`) uses of `uvicorn.Server`: the method its
+signal handlers call, which asks the main loop to stop by setting `should_exit`."""
+
+
+def server_probe(server: type[Any] | None = None) -> str | None:
+    """What draining relies on that this uvicorn's `Server` lacks; None: nothing."""
+    if server is None:
+        server = importlib.import_module("uvicorn").Server
+    try:
+        source = inspect.getsource(server)
+    except (OSError, TypeError):
+        return "Server's source cannot be read"
+    missing = [needle for needle in SERVER_NEEDS if needle not in source]
+    return f"Server has no {', '.join(missing)}" if missing else None
+
+
+@functools.cache
+def drains() -> bool:
+    """Whether SIGTERM can start a drain; else False, with one warning (SIGTERM then stops
+    the server at once, as uvicorn does)."""
+    problem = server_probe()
+    if problem is not None:
+        fallback(logger, "uvicorn", problem, "no drain: SIGTERM stops accepting at once")
+        return False
+    return True

@@ -22,6 +22,7 @@ def process_info(identity: ModelIdentity) -> dict[str, Any]:
     """What /model-info shows of this process's model: identity, when, which versions."""
     return {
         **identity.as_dict(),
+        "host": platform.node(),  # a container's id, a pod's name: which replica answers
         "metrics": None,
         "params": None,
         "loaded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),

@@ -5,7 +5,8 @@
 - With N > 1 workers the supervisor binds the socket, starts N spawned workers that serve on
   it, and points `PROMETHEUS_MULTIPROC_DIR` at a fresh folder so /metrics adds up all workers.
   A worker that gives up loading the model (exit 1) stops the whole service with exit 1; a
-  SIGTERM or SIGINT stops the workers gracefully and exits 0; SIGHUP makes every worker
+  SIGTERM or SIGINT stops the workers gracefully (each drains first, `app.server.drain`)
+  and exits 0; SIGHUP makes every worker
   reload, and POST /admin/reload in any worker does too (`app.serving.workers`).
 - Each process gets a core of its own when they are as many as the cores (`app.process.cores`).
 - Workers even out their keep-alive connections (`app.server.protocol.ConnectionBalance`): each
@@ -32,6 +33,7 @@ import uvicorn
 from app.http.observe import RequestIdFilter
 from app.monitoring.metrics import SHARED_DIR_ENV
 from app.process.cores import pin_worker
+from app.server.drain import DrainingServer
 from app.server.protocol import http_protocol
 from app.settings import Settings
 
@@ -73,7 +75,7 @@ def _serve_one(
     from app.api.application import create_app
 
     exit_code = 0
-    server: uvicorn.Server | None = None
+    server: DrainingServer | None = None
 
     def fatal() -> None:
         nonlocal exit_code
@@ -98,7 +100,7 @@ def _serve_one(
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, settings.drain_seconds, app.state.slot.drain)
     _ignore_signals_after_shutdown()
     server.run(sockets=[sock] if sock is not None else None)
     if exit_code == 0 and not server.started:
@@ -171,7 +173,7 @@ def _supervise(settings: Settings) -> int:
         # Close our copy of the listening socket first: once the workers close theirs, the
         # port refuses new connections instead of queueing them for nobody.
         sock.close()
-        _stop_workers(workers)
+        _stop_workers(workers, settings.drain_seconds)
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if exit_code == 0 and any(p.exitcode not in (0, None) for p in workers):
@@ -194,13 +196,14 @@ def _watch(workers: list[multiprocessing.process.BaseProcess], stopping: Callabl
     return 0
 
 
-def _stop_workers(workers: list[multiprocessing.process.BaseProcess]) -> None:
-    """SIGTERM every worker; wait for them to drain (SHUTDOWN_GRACE + 5 s), then kill."""
+def _stop_workers(workers: list[multiprocessing.process.BaseProcess], drain: float) -> None:
+    """SIGTERM every worker; wait for them to drain (`drain` + SHUTDOWN_GRACE + 5 s), then
+    kill."""
     for process in workers:
         if process.exitcode is None and process.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + SHUTDOWN_GRACE + 5
+    deadline = time.monotonic() + drain + SHUTDOWN_GRACE + 5
     for process in workers:
         process.join(max(0.1, deadline - time.monotonic()))
         if process.exitcode is None:

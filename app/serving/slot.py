@@ -85,6 +85,8 @@ class ModelSlot:
         self.last_error: str | None = None
         self.companion: Companion | None = None
         """Reloaded with this slot's model on request, and shown beside it (the shadow)."""
+        self.draining = False
+        """Set once the process is stopping (`drain`): unready, still answering."""
         self._active: ServedModel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
@@ -97,6 +99,11 @@ class ModelSlot:
     @property
     def ready(self) -> bool:
         return self._active is not None and self._active.predictor.ready
+
+    def drain(self) -> None:
+        """The process is stopping: readiness answers 503 from now on, requests are still
+        answered (`app.server.drain`)."""
+        self.draining = True
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run `coro` in the background until it ends or the slot stops."""
@@ -275,4 +282,5 @@ class ModelSlot:
             "source": active.source if active is not None else None,
             "registry": _reachability(self.registry_reachable),
             "last_error": self.last_error,
+            "draining": self.draining,
         }

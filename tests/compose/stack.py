@@ -177,6 +177,7 @@ class Stack:
         )
         self.events = EventLog(self.project, workdir / "events.jsonl")
         self.timings: dict[str, float] = {}  # seconds, reported at the end of the session
+        self.figures: dict[str, str] = {}  # what the fleet's steps counted, reported likewise
 
     # -- where things are --------------------------------------------------------------------
 
@@ -289,6 +290,15 @@ class Stack:
         """`docker compose down -v` of this project, whatever state it is in."""
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
         self.events.stop()
+
+
+LAST = "compose_last_step"
+
+
+def last_step(test: Callable[..., None]) -> Callable[..., None]:
+    """A step that runs after every other compose test (conftest orders them): `down -v`."""
+    setattr(test, LAST, True)
+    return test
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:

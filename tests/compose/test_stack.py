@@ -1,4 +1,5 @@
 """`docker compose up` on a real engine, then what the manual tells a user to do, step by step.
+test_fleet.py then scales the same project to the fleet; the last step (down -v) runs after it.
 
 One compose project (tests/compose/stack.py: a fresh copy, its own name, .env and host ports) goes
 through the steps in order; each step is a test, so a report names the step that failed and the
@@ -16,7 +17,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.compose.stack import Stack, manual_blocks, wait_for
+from tests.compose.stack import Stack, last_step, manual_blocks, wait_for
 from tests.iris import IRIS_EXAMPLE  # class 2
 from tests.stack import compose
 
@@ -373,7 +374,9 @@ def restore_bucket(stack: Stack, objects: dict[str, bytes]) -> None:
 # -- 7. down -v ----------------------------------------------------------------------------------
 
 
+@last_step
 def test_7_down_v_leaves_nothing_of_the_project(stack: Stack) -> None:
     assert any(stack.leftovers().values()), "nothing to take down: the steps before left nothing"
-    stack.compose("down", "--volumes")
+    # --remove-orphans: the fleet's load balancer (test_fleet.py) is not in this file.
+    stack.compose("down", "--volumes", "--remove-orphans")
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}

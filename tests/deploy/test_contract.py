@@ -313,13 +313,18 @@ def test_probe_paths_answer_as_probes_while_the_model_loads(
 
 
 def test_endpoints_drain_before_sigterm_and_shutdown_fits_the_grace_period(
-    workload: Workload,
+    workload: Workload, settings_env: dict[str, str]
 ) -> None:
     pause = workload.container["lifecycle"]["preStop"]["sleep"]["seconds"]
     source = inspect.getsource(app_server._serve_one)
     assert "timeout_graceful_shutdown=SHUTDOWN_GRACE" in source, "uvicorn's grace period moved"
     assert pause >= 5, "endpoint removal takes seconds to reach every proxy"
-    assert workload.pod["terminationGracePeriodSeconds"] > pause + app_server.SHUTDOWN_GRACE
+    # After SIGTERM: the drain, requests in flight, then the prediction log's last write.
+    given = {k.lower(): v for k, v in settings_env.items() if k.lower() in Settings.model_fields}
+    settings = Settings(**{"model_uri": "models:/m@a", **given})
+    stop = settings.drain_seconds + app_server.SHUTDOWN_GRACE
+    stop += settings.prediction_log_flush_seconds
+    assert workload.pod["terminationGracePeriodSeconds"] > pause + stop
 
 
 # -- scaling, disruption, traffic ------------------------------------------------------------------

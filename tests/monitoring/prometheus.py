@@ -165,6 +165,7 @@ def config_for(
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == API_JOB]
+    job.pop("dns_sd_configs", None)
     job["static_configs"] = [{"targets": scrape_targets}]
     directory.mkdir(parents=True, exist_ok=True)
     if api_key is None:

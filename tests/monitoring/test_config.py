@@ -39,6 +39,7 @@ ALERTS = {
     "FeatureDrift",
     "LiveAccuracyLow",
     "PredictionLogDroppingRows",
+    "ReplicasServeDifferentVersions",
 }
 
 
@@ -177,7 +178,9 @@ def test_prometheus_service_reads_this_config_and_scrapes_the_api(
     (job,) = prom.load_yaml(prom.PROMETHEUS_CONFIG)["scrape_configs"]
     api_port = app_parser().parse_args(compose.command(services["api"])[3:]).port
     assert job["job_name"] == prom.API_JOB
-    assert job["static_configs"] == [{"targets": [f"api:{api_port}"]}]
+    # Every replica of the api service, by DNS: one with docker-compose.yaml, many in the fleet.
+    (found,) = job["dns_sd_configs"]
+    assert (found["names"], found["type"], found["port"]) == (["api"], "A", api_port)
     assert job.get("metrics_path", "/metrics") == "/metrics"
     # The API's key (/metrics needs it): the compose secret api-key, made from the api
     # service's own API_KEY and mounted where the job reads it; the config holds no key.

@@ -15,6 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
+FLEET_FILE = ROOT / "docker-compose.fleet.yaml"
+"""The overlay that runs API_REPLICAS replicas behind a load balancer."""
 ENV_EXAMPLE = ROOT / ".env.example"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR; $$ is a literal $.
@@ -87,9 +89,27 @@ def _resolve(node: Any, env: Mapping[str, str]) -> Any:
     return node
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags: `!reset` and `!override` read as the value they carry
+    (what an overlay puts in place of the base file's)."""
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(
+        _tag,
+        lambda loader, node: (
+            loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_mapping(node)
+            if isinstance(node, yaml.MappingNode)
+            else loader.construct_scalar(node)
+        ),
+    )
+
+
 def raw(path: Path = COMPOSE_FILE) -> dict[str, Any]:
     """The compose file as YAML data (anchors and merge keys resolved), not interpolated."""
-    data = yaml.safe_load(path.read_text())
+    data = yaml.load(path.read_text(), Loader=_ComposeLoader)
     assert isinstance(data, dict), f"{path} is not a mapping"
     return data
 

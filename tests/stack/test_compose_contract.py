@@ -398,3 +398,57 @@ def test_interpolation_follows_compose_rules() -> None:
     )
     with pytest.raises(compose.MissingVariable):
         compose.interpolate("${EMPTY:?needed}", env)
+
+
+# -- the fleet overlay ---------------------------------------------------------------------------
+
+HAPROXY_CFG = compose.ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+
+
+def seconds(value: str) -> float:
+    """A duration as Compose and HAProxy write it: 50s, 1s, 500ms, 2m."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+def test_the_fleet_drains_longer_than_the_balancer_takes_to_notice(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.server.supervisor import SHUTDOWN_GRACE
+
+    fleet = compose.load(compose.FLEET_FILE)["services"]
+    env = {**compose.environment(services["api"]), **compose.environment(fleet["api"])}
+    for variable in Settings.model_fields:
+        monkeypatch.delenv(variable.upper(), raising=False)
+    for variable, value in env.items():
+        assert (
+            variable.lower() in Settings.model_fields
+            or variable in AWS_VARIABLES
+            or (variable in MLFLOW_VARIABLES)
+        ), f"nothing reads {variable}"
+        monkeypatch.setenv(variable, value)
+    settings = Settings(_env_file=None)
+    assert settings.model_reload_interval > 0, "replicas must follow the alias by themselves"
+
+    # The balancer takes a replica out after `fall` failed checks `inter` apart: the drain
+    # must outlast that, and docker's stop must wait for the drain, requests and the log.
+    server = re.search(r"^\s*default-server (.*)$", HAPROXY_CFG.read_text(), re.M)
+    assert server, "no default-server line"
+    words = server.group(1).split()
+    options = dict(zip(words, words[1:], strict=False))
+    assert "check" in words and options["resolvers"] == "docker"
+    noticed = seconds(options["inter"]) * int(options["fall"])
+    assert settings.drain_seconds > noticed
+    stop = settings.drain_seconds + SHUTDOWN_GRACE + settings.prediction_log_flush_seconds
+    assert seconds(fleet["api"]["stop_grace_period"]) > stop
+
+    # Checks on readiness, and the balancer where the single API listens.
+    text = HAPROXY_CFG.read_text()
+    assert re.search(r"http-check send meth GET uri /readyz\b", text)
+    # A failed connect, a dead replica's missing answer, a loading replica's 503: sent again.
+    (retry_on,) = re.findall(r"^\s*retry-on (.*)$", text, re.M)
+    assert {"conn-failure", "empty-response", "503"} <= set(retry_on.split())
+    api_port = app_parser().parse_args(compose.command(services["api"])[3:]).port
+    assert re.search(rf"server-template api \d+ api:{api_port}\b", text)
+    assert fleet["lb"]["ports"] == services["api"]["ports"]
+    assert fleet["api"]["ports"] == []

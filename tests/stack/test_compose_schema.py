@@ -91,3 +91,7 @@ def test_check_jsonschema_cli_agrees(tmp_path: Path) -> None:
     bad = subprocess.run([*cli, str(path)], capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "restart" in bad.stdout
+
+
+def test_fleet_overlay_matches_the_compose_spec(validator: jsonschema.protocols.Validator) -> None:
+    assert errors(validator, compose.load(compose.FLEET_FILE)) == []

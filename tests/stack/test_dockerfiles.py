@@ -70,6 +70,7 @@ def test_the_images_to_provide_are_the_pulled_ones_and_the_bases() -> None:
     services = compose.raw()["services"]
     assert services["postgres"]["image"] in images
     assert services["minio"]["image"] in images
+    assert compose.raw(compose.FLEET_FILE)["services"]["lb"]["image"] in images
     bases = {s.base for path in DOCKERFILES for s in parse(path)} - {"base"}
     assert bases and bases <= set(images)
     assert not {s["image"] for s in services.values() if "build" in s} & set(images)

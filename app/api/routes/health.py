@@ -12,6 +12,7 @@ from app.http.contract import ERRORS, Readiness, Status
 from app.serving.workers import ready_workers
 
 router = APIRouter(tags=["probes"])
+DRAINING = "draining: the service is stopping (requests are still answered)"
 
 
 @router.get("/healthz", response_model=Status)
@@ -22,8 +23,11 @@ async def healthz() -> Response:
 
 @router.get("/readyz", response_model=Readiness, responses={503: ERRORS[503]})
 async def readyz(slot: Slot) -> Response:
-    """Readiness: 200 once the model is loaded and serving, 503 until then."""
+    """Readiness: 200 once the model is loaded and serving, 503 until then, and 503 again
+    once the process is stopping (draining)."""
     status = slot.status()
+    if status["draining"]:
+        raise NotReady(DRAINING)
     if not status["ready"]:
         reason = f" (last error: {status['last_error']})" if status["last_error"] else ""
         raise NotReady("the model is not loaded yet" + reason)
@@ -46,6 +50,8 @@ async def readyz(slot: Slot) -> Response:
 async def ping(slot: Slot) -> PlainTextResponse:
     """MLflow scoring server's health check (/ping and /health): 200 once the model is
     loaded."""
+    if slot.draining:
+        raise NotReady(DRAINING)
     if not slot.ready:
         raise NotReady("the model is not loaded yet")
     return PlainTextResponse("\n")

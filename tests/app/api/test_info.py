@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import re
 
 from fastapi.testclient import TestClient
@@ -24,6 +25,7 @@ def test_model_info_names_the_model_its_run_and_how_it_was_trained(
     assert info["params"]["train_size"] == "0.8"
     assert info["load_seconds"] > 0
     assert re.match(r"\d{4}-\d\d-\d\dT", info["loaded_at"])
+    assert info["host"] == platform.node()
     assert set(info["versions"]) >= {"python", "mlflow", "scikit_learn"}
     assert info["versions"]["mlflow"].startswith("3.17")
     assert len(info["input_example"]) == 10

@@ -22,6 +22,15 @@ def test_the_locked_versions_have_everything_relied_on(module: Any) -> None:
     assert module.probe() is None
 
 
+def test_the_locked_uvicorn_server_can_drain() -> None:
+    class Bare:
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            pass
+
+    assert uvicorn_compat.server_probe() is None
+    assert uvicorn_compat.server_probe(Bare) == "Server has no self.should_exit = True"
+
+
 def test_each_probe_names_what_a_library_lacks() -> None:
     class Bare:
         def fit(self) -> None:

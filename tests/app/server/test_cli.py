@@ -68,6 +68,48 @@ def test_served_predictions_equal_pyfunc(
     assert info["uri"] == uri
 
 
+def test_sigterm_drains_unready_answering_then_exits_0(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
+    """With DRAIN_SECONDS, SIGTERM turns /readyz 503 at once while /predict keeps answering,
+    on a connection already open and on a new one; the process exits 0 after the drain."""
+    port, drain = free_port(), 3.0
+    env = python_env(
+        {
+            "MLFLOW_TRACKING_URI": trained.tracking_uri,
+            "MODEL_URI": trained.alias_uri,
+            "DRAIN_SECONDS": str(drain),
+        },
+        drop=MLFLOW_VARS,
+    )
+    body = json.dumps(IRIS_EXAMPLE)
+    headers = {"Content-Type": "application/json"}
+    with running([sys.executable, "-m", "app", "--port", str(port)], env, tmp_path / "a.log") as s:
+        s.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        open_before = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        open_before.request("POST", "/predict", body, headers)
+        assert open_before.getresponse().read()
+        signalled = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        s.wait_output("SIGTERM: draining for 3 s", timeout=5)
+        with pytest.raises(urllib.error.HTTPError) as unready:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert unready.value.code == 503
+        assert "draining" in json.load(unready.value)["error"]["message"]
+        answers = [_post(f"http://127.0.0.1:{port}/predict", IRIS_EXAMPLE)["predictions"]]
+        open_before.request("POST", "/predict", body, headers)
+        kept = open_before.getresponse()
+        answers.append(json.loads(kept.read())["predictions"])
+        assert time.monotonic() - signalled < drain, "the answers came after the drain"
+        assert s.proc.poll() is None
+        assert s.proc.wait(drain + 20) == 0, s.output()
+        stopped = time.monotonic() - signalled
+        log = s.output()
+    assert kept.status == 200 and answers == [[2], [2]]
+    assert stopped >= drain
+    assert "drained: no new connections" in log
+
+
 def test_run_id_and_model_name_work_as_in_the_seed(trained: TrainedModel, tmp_path: Path) -> None:
     port = free_port()
     env = python_env(
