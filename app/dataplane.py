@@ -10,7 +10,6 @@ request is answered wholly by one model even if another is swapped in meanwhile.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -27,6 +26,7 @@ from app.batching.batcher import timed
 from app.errors import InvalidInput, summarize
 from app.formats.csv import decode_csv, read_csv
 from app.formats.decoders import Decoded
+from app.formats.jsonbody import parse_json
 from app.formats.parquet import read_parquet
 from app.formats.payload import MLFLOW_KEYS, Batch, Records, normalize, normalize_mlflow
 from app.model.failures import one_line
@@ -42,26 +42,6 @@ logger = logging.getLogger(__name__)
 # Bodies larger than this are parsed, validated and predicted on a model thread, not on the
 # event loop (a 16 MiB body is ~0.1-0.2 s of parsing that no other request should wait behind).
 INLINE_BYTES = 16 * 1024
-
-
-def parse_json(body: bytes) -> Any:
-    """The parsed body; NaN and Infinity parse (to be refused by name later), anything else 422."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # Accepts NaN / Infinity, which orjson rejects. UTF-8 only, as JSON on the wire must
-        # be (RFC 8259): json.loads would also take UTF-16/32, which the boolean check
-        # below could not see into.
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        message = "body is not UTF-8: send JSON encoded as UTF-8"
-        raise InvalidInput(message, [{"loc": [], "msg": message}]) from None
-    except (ValueError, RecursionError):
-        raise InvalidInput(
-            "body is not valid JSON", [{"loc": [], "msg": "body is not valid JSON"}]
-        ) from None
 
 
 Reader = Callable[[Any, int], Batch]

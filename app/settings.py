@@ -8,59 +8,23 @@ own `MLFLOW_*` and `AWS_*` variables; they are passed through untouched, never r
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from app.former import RENAMED, FormerNames, former
 from app.process.cores import available as available_cores
 
 logger = logging.getLogger(__name__)
 
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
-
-RENAMED = {"max_batch_rows": "max_request_rows", "batch_max_rows": "micro_batch_max_rows"}
-"""Former names of settings, still read (from the environment or as keywords), each with a
-warning naming the new one; the new name wins when both are given."""
-
-
-_warned: set[str] = set()
-
-
-def _former(given: dict[str, Any]) -> dict[str, Any]:
-    """The settings in `given` under their former names, as {current name: value}, each
-    with a warning (once a process); one whose current name is given too is left out."""
-    found: dict[str, Any] = {}
-    for old, new in RENAMED.items():
-        if old not in given:
-            continue
-        if old not in _warned:
-            _warned.add(old)
-            if new in given:
-                logger.warning("%s is ignored: %s is set", old.upper(), new.upper())
-            else:
-                logger.warning("%s is now %s: rename it", old.upper(), new.upper())
-        if new not in given:
-            found[new] = given[old]
-    return found
-
-
-class _FormerNames(PydanticBaseSettingsSource):
-    """The environment's settings under their former names (RENAMED), below the current names."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # the whole lookup is in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        return _former({name.lower(): value for name, value in os.environ.items()})
 
 
 class Settings(BaseSettings):
@@ -216,8 +180,8 @@ class Settings(BaseSettings):
     """Worker processes `python -m app` runs; each loads the model. /metrics adds them up."""
 
     def __init__(self, **values: Any) -> None:
-        former = _former(values)
-        super().__init__(**{k: v for k, v in values.items() if k not in RENAMED}, **former)
+        given = former(values)
+        super().__init__(**{k: v for k, v in values.items() if k not in RENAMED}, **given)
 
     @classmethod
     def settings_customise_sources(
@@ -228,8 +192,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        former = _FormerNames(settings_cls)
-        return init_settings, env_settings, former, dotenv_settings, file_secret_settings
+        renamed = FormerNames(settings_cls)
+        return init_settings, env_settings, renamed, dotenv_settings, file_secret_settings
 
     @field_validator("log_level", mode="before")
     @classmethod

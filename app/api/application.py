@@ -4,6 +4,7 @@ data plane and its lanes, routes, errors and metrics."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -144,17 +145,8 @@ def create_app(
         settings, factory, metrics, cache=cache, on_ready=mark_ready, on_install=recorder.serve
     )
     loader = Loader(slot, on_fatal=on_fatal)
-    shadow = None
-    if settings.shadow_model_uri is not None:
-        shadow_uri = settings.shadow_model_uri
-        shadow = Shadow(
-            settings,
-            lambda: MlflowPredictor(shadow_uri, tracking_uri=tracking_uri),
-            metrics,
-            recorder,
-            cache=cache,
-        )
-        slot.companion = shadow
+    shadow = _shadow(settings, metrics, recorder, cache, tracking_uri)
+    slot.companion = shadow
 
     lifespan = _lifespan(slot, loader, recorder, log, shadow)
 
@@ -187,6 +179,21 @@ def create_app(
     app.add_middleware(RequestMiddleware, metrics=metrics)
     app.openapi = openapi_for(app, slot, settings)  # type: ignore[method-assign]
     return app
+
+
+def _shadow(
+    settings: Settings,
+    metrics: Metrics,
+    recorder: Recorder,
+    cache: ModelCache | None,
+    tracking_uri: str | None,
+) -> Shadow | None:
+    """The shadow model SHADOW_MODEL_URI names, or None."""
+    uri = settings.shadow_model_uri
+    if uri is None:
+        return None
+    factory = functools.partial(MlflowPredictor, uri, tracking_uri=tracking_uri)
+    return Shadow(settings, factory, metrics, recorder, cache=cache)
 
 
 def _model_cache(settings: Settings) -> ModelCache | None:

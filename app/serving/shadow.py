@@ -37,7 +37,8 @@ from app.monitoring.feedback import same_class
 from app.monitoring.metrics import Metrics
 from app.monitoring.recorder import Recorder
 from app.serving.loader import Loader
-from app.serving.slot import ModelSlot, PredictorFactory
+from app.serving.shadow_slot import ShadowSlot, shadow_settings
+from app.serving.slot import PredictorFactory
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,45 +52,6 @@ YIELD_EVERY = 32
 """Requests the shadow's thread compares between two releases of the GIL: without them its
 pure-Python comparing of a few hundred requests holds the GIL for the interpreter's whole
 switch interval (5 ms), and the event loop waits that long."""
-
-
-def shadow_settings(settings: Settings) -> Settings:
-    """The settings the shadow model is served with: SHADOW_MODEL_URI for the URI, one model
-    thread, no batching and no model processes (it predicts a request at a time, on its own
-    thread)."""
-    return settings.model_copy(
-        update={
-            "model_uri": settings.shadow_model_uri,
-            "run_id": None,
-            "batching": False,
-            "model_processes": 0,
-            "predict_threads": 1,
-        }
-    )
-
-
-class ShadowSlot(ModelSlot):
-    """A model slot whose model only shadows: it counts into the shadow's metrics and marks no
-    worker ready (the served model's readiness is the service's)."""
-
-    role = "shadow model"
-
-    def _observe_install(self, identity: dict[str, Any], load_seconds: float, source: str) -> None:
-        self.metrics.observe_shadow(identity)
-        # Its failure count exists from the start, at 0: a rate sees the first failure.
-        self.metrics.shadow_failures.labels(identity["name"], identity.get("version") or "")
-
-    def _observe_stop(self) -> None:
-        pass
-
-    def count_reload(self, result: str) -> None:
-        self.metrics.shadow_reloads.labels(result).inc()
-
-    def count_load_failure(self) -> None:
-        self.metrics.shadow_load_failures.inc()
-
-    def mark_registry(self, *, reachable: bool) -> None:
-        self.registry_reachable = reachable
 
 
 @dataclass(slots=True)

@@ -6,14 +6,14 @@ import logging
 
 import pytest
 
-from app import settings as settings_module
+from app import former as former_module
 from app.settings import RENAMED, Settings
 
 
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test sees the warnings a new process would (they are given once a process)."""
-    monkeypatch.setattr(settings_module, "_warned", set())
+    monkeypatch.setattr(former_module, "_warned", set())
     for name in (*RENAMED, *RENAMED.values()):
         monkeypatch.delenv(name.upper(), raising=False)
 
