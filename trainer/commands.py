@@ -2,7 +2,8 @@
 
 Each takes the parsed arguments and the parser (for usage errors, exit 2) and raises TrainerError
 for an expected failure. The trainer modules a command uses are imported inside it, so that a
-command loads only what it needs (and `--help` none of it).
+command loads only what it needs (and `--help` none of it). The functions after cmd_train check
+its data source before the run and load it inside the run.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from trainer.errors import TrainerError, redact
 from trainer.hyper import HyperParams
 from trainer.settings import get_settings
 
+if TYPE_CHECKING:
+    from trainer.data import Dataset, Source
+
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    from trainer import data, tracking
+    from trainer import tracking
 
     if args.skip_if_exists and args.register is None:
         parser.error("--skip-if-exists needs --register")
@@ -33,16 +37,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     registered = (args.register or args.model_name) if args.register is not None else None
     alias = (args.alias or get_settings().alias) if registered else None
 
-    source = data.parse_source(args.data)
-    if source.kind == "csv" and not Path(source.location).is_file():
-        raise TrainerError(f"CSV file not found: {source.location}")
-    if source.kind == "log":
-        if not args.log_url:
-            parser.error("--data log needs --log-url (or TRAINER_LOG_URL)")
-        if urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
-            raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
-    elif args.since or args.until or args.with_training:
-        parser.error("--since, --until and --with-training need --data log")
+    source = train_source(args, parser)
     out_dir = args.data_out.parent
     if not out_dir.is_dir():
         raise TrainerError(f"cannot write {args.data_out}: folder {out_dir} does not exist")
@@ -61,33 +56,6 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
         alias=alias,
     )
 
-    def load() -> data.Dataset:
-        if source.kind == "log":
-            return load_log()
-        return data.load(source, label=args.label, table=args.table, limit=args.limit)
-
-    def load_log() -> data.Dataset:
-        """(In the run) the log's labelled rows, recorded as the run's params and tags."""
-        from trainer import logdata
-
-        rows = logdata.read(args.log_url, label=args.label, since=args.since, until=args.until)
-        training = []
-        if args.with_training:
-            for run_id in rows.runs:
-                found = tracking.training_rows(run_id)
-                training.append(found.frame.rename(columns={found.label: args.label}))
-        with_training = ",".join(rows.runs) if args.with_training else ""
-        tracking.record_data(
-            {**rows.params(args.log_url, args.since, args.until), "with_training": with_training},
-            {
-                "training.data": "prediction log",
-                "training.label_source": "POST /feedback",
-                "training.log_rows": str(len(rows.frame)),
-                "training.log_range": f"{rows.first.isoformat()} .. {rows.last.isoformat()}",
-            },
-        )
-        return logdata.dataset(rows, args.label, training)
-
     target = tracking.configure()
     with tracking.translated_errors(target):
         result = tracking.existing(job) if args.skip_if_exists else None
@@ -97,10 +65,60 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
                 " not training\n"
             )
         else:
-            result = tracking.train(job, load, target)
+            result = tracking.train(job, lambda: load_train_data(args, source), target)
     if args.json:
         return json.dumps(result.as_dict())
     return str(result.run_id)
+
+
+def train_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Source:
+    """train's --data, checked before any run starts: a CSV that exists; for the prediction log,
+    a postgresql:// --log-url; --since, --until and --with-training only with the log."""
+    from trainer import data
+
+    source = data.parse_source(args.data)
+    if source.kind == "csv" and not Path(source.location).is_file():
+        raise TrainerError(f"CSV file not found: {source.location}")
+    if source.kind == "log":
+        if not args.log_url:
+            parser.error("--data log needs --log-url (or TRAINER_LOG_URL)")
+        if urlsplit(args.log_url).scheme not in data.POSTGRES_SCHEMES:
+            raise TrainerError(f"--log-url must be a postgresql:// URL, got {redact(args.log_url)}")
+    elif args.since or args.until or args.with_training:
+        parser.error("--since, --until and --with-training need --data log")
+    return source
+
+
+def load_train_data(args: argparse.Namespace, source: Source) -> Dataset:
+    """(In the run) the rows train fits on: the prediction log's, or those of the source."""
+    from trainer import data
+
+    if source.kind == "log":
+        return load_log(args)
+    return data.load(source, label=args.label, table=args.table, limit=args.limit)
+
+
+def load_log(args: argparse.Namespace) -> Dataset:
+    """(In the run) the log's labelled rows, recorded as the run's params and tags."""
+    from trainer import logdata, tracking
+
+    rows = logdata.read(args.log_url, label=args.label, since=args.since, until=args.until)
+    training = []
+    if args.with_training:
+        for run_id in rows.runs:
+            found = tracking.training_rows(run_id)
+            training.append(found.frame.rename(columns={found.label: args.label}))
+    with_training = ",".join(rows.runs) if args.with_training else ""
+    tracking.record_data(
+        {**rows.params(args.log_url, args.since, args.until), "with_training": with_training},
+        {
+            "training.data": "prediction log",
+            "training.label_source": "POST /feedback",
+            "training.log_rows": str(len(rows.frame)),
+            "training.log_range": f"{rows.first.isoformat()} .. {rows.last.isoformat()}",
+        },
+    )
+    return logdata.dataset(rows, args.label, training)
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

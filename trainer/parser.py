@@ -1,7 +1,8 @@
 """The command line's grammar: one parser per subcommand, defaults from TRAINER_* settings.
 
 Each subcommand's parser names the function in trainer.commands that runs it (`handler`) and
-the extra it needs installed (`extra`).
+the extra it needs installed (`extra`). The option groups several subcommands share (data, split,
+MLflow, --json) are in trainer.options, with the option types.
 """
 
 from __future__ import annotations
@@ -9,12 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 from trainer import commands
 from trainer.extras import REPORT, TRAINER
 from trainer.hyper import KERNELS
 from trainer.options import (
+    add_json,
+    add_label,
+    add_mlflow,
+    add_source,
+    add_split,
     fraction,
     gamma,
     iso_time,
@@ -226,88 +231,3 @@ def add_report(report: argparse.ArgumentParser, s: TrainerSettings) -> None:
         "--output", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)"
     )
     add_json(report)
-
-
-# -- option groups shared by, or grouped within, the subcommands -------------------------------
-
-
-def add_source(parser: argparse.ArgumentParser, s: TrainerSettings, data_out: bool = True) -> None:
-    source = parser.add_argument_group("data")
-    source.add_argument(
-        "--data",
-        default=s.data,
-        help="iris (built in), a CSV path, a postgresql:// URL, or (train) log: the labelled"
-        " rows of the prediction log (default: TRAINER_DATA or iris)",
-    )
-    source.add_argument("--table", default=s.table, help="Postgres table (default: %(default)s)")
-    add_label(source, s)
-    source.add_argument(
-        "--limit",
-        type=positive_int,
-        default=s.limit,
-        help="latest rows by id read from Postgres (default: %(default)s)",
-    )
-    if not data_out:
-        return
-    source.add_argument(
-        "--data-out",
-        type=Path,
-        default=s.data_out,
-        help="CSV of the loaded data, for evaluate (default: %(default)s)",
-    )
-
-
-def add_mlflow(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
-    mlf = parser.add_argument_group("MLflow")
-    mlf.add_argument(
-        "--experiment", default=s.experiment, help="experiment name (default: %(default)s)"
-    )
-    mlf.add_argument(
-        "--model-name",
-        default=s.model_name,
-        help="name of the model in the run: runs:/<run_id>/<name> (default: %(default)s)",
-    )
-    mlf.add_argument(
-        "--register",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="NAME",
-        help="register the model version under NAME (default NAME: the model name)",
-    )
-    mlf.add_argument(
-        "--alias",
-        default=None,
-        help=f"alias pointed at the registered version (default: {s.alias} when registering)",
-    )
-    mlf.add_argument(
-        "--skip-if-exists",
-        action="store_true",
-        help="with --register: do not train if models:/NAME@ALIAS already resolves",
-    )
-
-
-def add_label(parser: Any, s: TrainerSettings) -> None:
-    parser.add_argument("--label", default=s.label, help="label column (default: %(default)s)")
-
-
-def add_split(parser: argparse.ArgumentParser, s: TrainerSettings) -> None:
-    group = parser.add_argument_group("train/validation split")
-    group.add_argument(
-        "--train-size",
-        type=fraction,
-        default=s.train_size,
-        help="fraction of rows for training (default: %(default)s)",
-    )
-    group.add_argument(
-        "--random-state",
-        type=int,
-        default=s.random_state,
-        help="seed of the split (default: %(default)s)",
-    )
-
-
-def add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of plain text"
-    )
