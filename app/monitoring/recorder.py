@@ -20,18 +20,24 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from app.model.predictor import Predictor
+from app.monitoring.copytext import (
+    frame_inputs,
+    frame_matrix,
+    matrix_inputs,
+    output_texts,
+    timestamp,
+)
 from app.monitoring.drift import DriftCounter
-from app.monitoring.feedback import FeedbackScorer, Recent, Siblings
+from app.monitoring.feedback import FeedbackScorer, Recent
 from app.monitoring.metrics import Metrics
 from app.monitoring.predlog import PredictionLog, copy_field
+from app.monitoring.siblings import Siblings
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,41 +64,6 @@ class ShadowObservation:
     predictor: Predictor
     predictions: list[Any]
     seconds: float
-
-
-def _frame_matrix(frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """A frame's numeric columns as a float matrix, and their names."""
-    numeric = frame.select_dtypes("number")
-    return [str(c) for c in numeric.columns], numeric.to_numpy(dtype=np.float64)
-
-
-def _escape(text: str) -> str:
-    """JSON text escaped for COPY's text format: orjson writes no raw tab or line break, so
-    only a backslash (from an escape in a string) needs doubling."""
-    return text.replace("\\", "\\\\") if "\\" in text else text
-
-
-def _frame_inputs(frame: pd.DataFrame) -> list[str]:
-    """A frame's rows as the client's records (every input, not only the numeric ones)."""
-    records = frame.to_dict(orient="records")
-    return [
-        _escape(orjson.dumps(r, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode())
-        for r in records
-    ]
-
-
-def _matrix_inputs(names: list[str], matrix: np.ndarray) -> list[str]:
-    """A float matrix's rows as JSON objects keyed by `names`, ready for COPY. One encoding
-    of the whole matrix, cut into rows (its numbers hold no bracket or comma), then each
-    row's values set into a template of the keys: no dict per row."""
-    if not len(matrix):
-        return []
-    keys = [_escape(orjson.dumps(name).decode()) for name in names]
-    template = "{" + ",".join(f"{k.replace('%', '%%')}:%s" for k in keys) + "}"
-    text = orjson.dumps(
-        np.ascontiguousarray(matrix, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY
-    )
-    return [template % tuple(row.split(",")) for row in text.decode()[2:-2].split("],[")]
 
 
 class Recorder:
@@ -132,7 +103,7 @@ class Recorder:
         if isinstance(data, np.ndarray):
             names, rows = predictor.schema.array_order, data
         else:
-            names, rows = _frame_matrix(data)
+            names, rows = frame_matrix(data)
         self.drift.add(key, names, predictor.metadata, rows)
         self.recent.add(request_id, key, predictions)
         if self.log is None:
@@ -170,10 +141,10 @@ class Recorder:
                 if self.log.shadow_waiting + len(lines) + len(seen.predictions) > self._limit:
                     self.metrics.log_dropped.inc(len(seen.predictions))
                     continue
-                head = f"{_timestamp(seen.at)}\t{seen.request_id}\t"
+                head = f"{timestamp(seen.at)}\t{seen.request_id}\t"
                 model = self._model_field(seen.predictor)
                 tail = f"\t{seen.seconds * 1000:.3f}\n"
-                outputs = _outputs(seen.predictions)
+                outputs = output_texts(seen.predictions)
                 lines.extend(f"{head}{i}\t{model}\t{out}{tail}" for i, out in enumerate(outputs))
             if self.log is not None:
                 self.log.add_shadow(lines)
@@ -228,9 +199,9 @@ class Recorder:
                 names = list(first.predictor.schema.array_order)
                 matrices = [o.data for o in group if isinstance(o.data, np.ndarray)]  # all are
                 rows = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-                inputs = _matrix_inputs(names, rows)
+                inputs = matrix_inputs(names, rows)
             else:
-                inputs = _frame_inputs(first.data)
+                inputs = frame_inputs(first.data)
             lines.extend(_lines(group, self._model_field(first.predictor), inputs))
         return lines
 
@@ -262,40 +233,13 @@ def _runs(batch: list[Observation]) -> list[list[Observation]]:
     return runs
 
 
-_SECONDS: dict[int, str] = {}
-
-
-def _timestamp(at: float) -> str:
-    """`at` (Unix time) in ISO 8601 with microseconds and UTC offset, as PostgreSQL reads it;
-    the part up to the second is kept per second (it is the same for thousands of rows)."""
-    second = int(at)
-    prefix = _SECONDS.get(second)
-    if prefix is None:
-        if len(_SECONDS) > 8:
-            _SECONDS.clear()
-        prefix = _SECONDS[second] = datetime.fromtimestamp(second, UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S"
-        )
-    return f"{prefix}.{int((at - second) * 1_000_000):06d}+00:00"
-
-
-def _outputs(predictions: list[Any]) -> list[str]:
-    """Each prediction's JSON, escaped for COPY: numbers (most models' answers) in one
-    encoding cut at the commas, anything else one at a time."""
-    if all(type(p) is int or type(p) is float for p in predictions):
-        text = orjson.dumps(predictions).decode()
-        return text[1:-1].split(",") if predictions else []
-    numpy = orjson.OPT_SERIALIZE_NUMPY
-    return [_escape(orjson.dumps(p, default=str, option=numpy).decode()) for p in predictions]
-
-
 def _lines(group: list[Observation], model: str, inputs: list[str]) -> list[str]:
     """The log's COPY lines for a run's rows; `inputs` holds every row's input JSON, in order."""
     lines: list[str] = []
-    outputs = _outputs([p for seen in group for p in seen.predictions])
+    outputs = output_texts([p for seen in group for p in seen.predictions])
     row = 0
     for seen in group:
-        head = f"{_timestamp(seen.at)}\t{seen.request_id}\t"
+        head = f"{timestamp(seen.at)}\t{seen.request_id}\t"
         tail = f"\t{seen.seconds * 1000:.3f}\n"
         for i in range(len(seen.predictions)):
             lines.append(f"{head}{i}\t{model}\t{inputs[row]}\t{outputs[row]}{tail}")

@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 from fastapi.testclient import TestClient
 
-from app.monitoring.recorder import _outputs
+from app.monitoring.copytext import output_texts as _outputs
 from tests.app.conftest import IRIS_EXAMPLE, AppFactory, TrainedModel
 from tests.iris import iris_data
 from tests.servers import free_port, python_env, running
