@@ -380,3 +380,50 @@ def test_f6_postgres_restarted_under_load_fails_no_request_and_writes_no_row_twi
     twice = {rid: n for rid, n in rows.items() if n != 1}
     assert not twice, f"{len(twice)} requests' rows written more than once"
     stack.figures["postgres restarted"] += f", {dropped:.0f} rows dropped"
+
+
+# -- 7. monitoring over the fleet ------------------------------------------------------------------
+
+
+def test_f7_the_recorded_psi_and_live_accuracy_add_up_over_every_replica(stack: Stack) -> None:
+    url = stack.url("PROMETHEUS_HOST_PORT")
+
+    def right_and_all(version: str) -> tuple[float, float]:
+        counts = {
+            s["metric"]["outcome"]: float(s["value"][1])
+            for s in prom.query(url, f'model_serving:feedback_rows:6h{{version="{version}"}}')
+        }
+        return counts.get("right", 0.0), sum(counts.values())
+
+    with load(stack) as answers:
+        answers.done.wait(5)
+    labelled = [a for a in answers.seen() if a.status == 200][-60:]
+    (version,) = {a.version for a in labelled}
+    assert version is not None
+    before = right_and_all(version)
+    # Labels come after the fact: once the answering replica has written the rows to the log,
+    # where any other replica finds them (before that, another replica answers 404 "yet").
+    ids = {a.request_id for a in labelled}
+    wait_for("the labelled requests in the log", lambda: ids <= set(logged_rows(stack)) or None, 60)
+    with httpx.Client(base_url=stack.url("API_HOST_PORT"), timeout=30) as client:
+        for answer in labelled:  # through the balancer: most land on another replica
+            sent = client.post("/feedback", json={"request_id": answer.request_id, "labels": [2]})
+            assert sent.status_code == 200, sent.text
+
+    def recorded() -> list[dict[str, Any]] | None:
+        psi = prom.query(url, f'feature_drift_psi{{version="{version}"}}')
+        return psi if len(psi) == 4 and right_and_all(version)[1] >= before[1] + 60 else None
+
+    psi = wait_for("the fleet's recorded PSI and labelled rows", recorded, 90)
+    assert {s["metric"]["feature"] for s in psi} == {
+        "sepal_length", "sepal_width", "petal_length", "petal_width",
+    }  # fmt: skip
+    assert all(0 <= float(s["value"][1]) < float("inf") for s in psi)
+    # Every feedback scored once, and right, wherever it landed.
+    right, total = right_and_all(version)
+    assert (right - before[0], total - before[1]) == (60, 60)
+    (accuracy,) = prom.query(url, f'live_accuracy{{version="{version}"}}')
+    assert float(accuracy["value"][1]) == right / total
+    # The rows were counted by several replicas; the recorded series are one per version.
+    counting = prom.query(url, f'count by (instance) (drift_bin_rows_total{{version="{version}"}})')
+    assert len(counting) >= 2, counting
